@@ -1,0 +1,115 @@
+"""The running application: owns every background task and stops them all on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from xds.cache import SnapshotCache
+from xds.config import Config
+from xds.controller import Controller
+from xds.debug.server import DebugServer
+from xds.log import event
+from xds.server import AdsServer
+from xds.sources.base import Source
+from xds.sources.static import StaticSource
+from xds.topology import Topology
+
+log = logging.getLogger("kafka_xds.app")
+_RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def make_source(config: Config, cluster_name: str) -> Source:
+    cluster = config.cluster(cluster_name)
+    if cluster.static is not None:
+        return StaticSource(cluster)
+    raise NotImplementedError(f"the {cluster.source_kind} source is not available in this version")
+
+
+class Application:
+    """Sources -> controller -> cache -> ADS streams, plus the debug server."""
+
+    def __init__(self, config: Config, source_factory: Callable[[Config, str], Source] = make_source) -> None:
+        self.config = config
+        self.cache = SnapshotCache()
+        self.controller = Controller(config, self.cache)
+        self.ads = AdsServer(config.xds, self.cache)
+        self.debug = DebugServer(config.debug, self.controller, self.cache, self.ads)
+        self.sources = [source_factory(config, cluster.name) for cluster in config.kafka_clusters]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        for cluster in self.config.kafka_clusters:
+            if self.config.tls_for(cluster) is None:
+                event(
+                    log,
+                    logging.WARNING,
+                    "upstream_tls is null: sidecars reach these brokers over plain TCP",
+                    cluster=cluster.name,
+                )
+        await self.ads.start()
+        await self.debug.start()
+        self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        for source in self.sources:
+            self._tasks.append(asyncio.create_task(self._supervise(source), name=f"source:{source.cluster}"))
+
+    async def _supervise(self, source: Source) -> None:
+        """Run a source forever; a crash is logged and the source restarted, its last topology kept."""
+        failures = 0
+        publish: Callable[[Topology], None] = self.controller.submit
+        while True:
+            try:
+                await source.run(publish)
+                return  # a source with nothing to follow (inline static brokers) is done
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                delay = _RESTART_BACKOFF_SECONDS[min(failures, len(_RESTART_BACKOFF_SECONDS) - 1)]
+                failures += 1
+                event(
+                    log,
+                    logging.ERROR,
+                    "source failed; restarting it, last topology kept",
+                    cluster=source.cluster,
+                    source=source.kind,
+                    error=repr(err),
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Stop accepting, end the streams, cancel and await every task."""
+        await self.ads.stop()
+        await self.debug.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+
+async def serve(config: Config, on_started: Callable[[Application], Awaitable[None]] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    app = Application(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, app.request_stop)
+    await app.start()
+    try:
+        if on_started is not None:
+            await on_started(app)
+        await app.wait()
+        event(log, logging.WARNING, "shutting down", streams=len(app.ads.streams))
+    finally:
+        await app.stop()

@@ -1,0 +1,323 @@
+"""The configuration file: pydantic models at the boundary, and every check that spans keys.
+
+`load_config` either returns a `Config` that the rest of the program can trust, or raises
+`ConfigError` naming one key and one problem (the CLI prints it as one line and exits 2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+KAFKA_MAX_IDLE_SECONDS = 600  # Kafka's connections.max.idle.ms default: never cut a connection sooner
+_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as `key: problem` on one line."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into its parts."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 1..65535")
+    return host.strip("[]"), port
+
+
+def _check_listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+ListenAddress = Annotated[str, pydantic.AfterValidator(_check_listen)]
+
+
+class XdsSettings(_Model):
+    listen: ListenAddress = "127.0.0.1:18000"
+    keepalive_time_seconds: float = Field(default=30.0, gt=0)
+    keepalive_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_concurrent_streams: int = Field(default=10_000, ge=1)
+    debounce_ms: int = Field(default=100, ge=0, le=60_000)
+    shutdown_grace_seconds: float = Field(default=3.0, ge=0, le=30)
+
+
+class DebugSettings(_Model):
+    listen: ListenAddress = "127.0.0.1:19000"
+
+
+class SidecarSettings(_Model):
+    """Connection behaviour every sidecar applies to broker connections."""
+
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    idle_timeout_seconds: float = Field(default=3600.0, ge=KAFKA_MAX_IDLE_SECONDS)
+    keepalive_time_seconds: int = Field(default=60, ge=1)
+    keepalive_interval_seconds: int = Field(default=10, ge=1)
+    keepalive_probes: int = Field(default=3, ge=1)
+
+
+class UpstreamTls(_Model):
+    """mTLS from the sidecar to the broker. Paths are on the sidecar's filesystem, not ours."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    verify_server_name: bool = False  # require the broker certificate's SAN to match its upstream host
+
+
+class StaticBroker(_Model):
+    id: int = Field(ge=0)
+    host: str = Field(min_length=1)
+    port: Port
+    rack: str | None = None
+    listeners: dict[str, ListenAddress] = Field(default_factory=dict)  # other listeners, name -> HOST:PORT
+
+
+class StaticBrokerFile(_Model):
+    brokers: list[StaticBroker]
+
+
+class StaticSource(_Model):
+    file: str | None = None
+    brokers: list[StaticBroker] | None = None
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_of_file_or_brokers(self) -> StaticSource:
+        if (self.file is None) == (self.brokers is None):
+            raise ValueError("give exactly one of 'file' or 'brokers'")
+        return self
+
+
+class ZookeeperSource(_Model):
+    hosts: str = Field(min_length=1)
+    chroot: str = ""
+    session_timeout_seconds: float = Field(default=10.0, gt=0)
+    startup_timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @field_validator("chroot")
+    @classmethod
+    def _chroot_is_absolute(cls, chroot: str) -> str:
+        if chroot and (not chroot.startswith("/") or chroot.endswith("/")):
+            raise ValueError("must start with '/' and not end with '/' (e.g. /kafka-a)")
+        return chroot
+
+
+class KraftSource(_Model):
+    bootstrap_servers: list[ListenAddress] = Field(min_length=1)
+    upstream_port: Port | None = None
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+
+
+SOURCE_KINDS = ("static", "zookeeper", "kraft")
+
+
+class KafkaCluster(_Model):
+    name: str = Field(pattern=_NAME_PATTERN, max_length=63)
+    loopback_ip: ipaddress.IPv4Address
+    port_base: int = Field(ge=0, le=65535)
+    max_broker_id: int | None = Field(default=None, ge=0)
+    broker_ports: dict[int, Port] = Field(default_factory=dict)  # broker id -> port, overrides port_base
+    upstream_listener: str = Field(min_length=1)
+    client_listener: str | None = None
+    removal_grace_seconds: float = Field(default=300.0, ge=0)
+    upstream_tls: UpstreamTls | None = None
+    static: StaticSource | None = None
+    zookeeper: ZookeeperSource | None = None
+    kraft: KraftSource | None = None
+
+    @field_validator("loopback_ip")
+    @classmethod
+    def _on_loopback(cls, ip: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
+        if ip not in ipaddress.IPv4Network("127.0.0.0/8"):
+            raise ValueError(f"{ip} is not inside 127.0.0.0/8")
+        return ip
+
+    @property
+    def source_kind(self) -> str:
+        return next(kind for kind in SOURCE_KINDS if getattr(self, kind) is not None)
+
+    @property
+    def highest_broker_id(self) -> int:
+        """The highest broker id that gets a port from port_base (the port range's top end)."""
+        return self.max_broker_id if self.max_broker_id is not None else 65535 - self.port_base
+
+
+class Config(_Model):
+    xds: XdsSettings = XdsSettings()
+    debug: DebugSettings = DebugSettings()
+    sidecar: SidecarSettings = SidecarSettings()
+    upstream_tls: UpstreamTls | None = None
+    kafka_clusters: list[KafkaCluster] = Field(min_length=1)
+
+    def tls_for(self, cluster: KafkaCluster) -> UpstreamTls | None:
+        """A cluster's own `upstream_tls` (even `null`) wins over the global one."""
+        if "upstream_tls" in cluster.model_fields_set:
+            return cluster.upstream_tls
+        return self.upstream_tls
+
+    def cluster(self, name: str) -> KafkaCluster:
+        return next(cluster for cluster in self.kafka_clusters if cluster.name == name)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and cross-check a config file; raise ConfigError for the first problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(str(path), f"cannot read: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(str(path), f"not valid YAML: {_one_line(str(err))}") from None
+    return parse_config(raw, base_dir=path.parent)
+
+
+def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("<top>", "the config must be a mapping with at least 'kafka_clusters'")
+    try:
+        config = Config.model_validate(raw)
+    except pydantic.ValidationError as err:
+        raise _first_error(err) from None
+    _check_clusters(raw, config)
+    if base_dir is not None:
+        config = _resolve_static_files(config, base_dir)
+    return config
+
+
+def load_static_brokers(path: Path) -> list[StaticBroker]:
+    """The brokers of a static source file. Raises ConfigError naming the file."""
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(str(path), f"cannot read: {err.strerror or err}") from None
+    return parse_static_brokers(content, str(path))
+
+
+def parse_static_brokers(content: bytes, origin: str) -> list[StaticBroker]:
+    try:
+        raw = yaml.safe_load(content)
+        return StaticBrokerFile.model_validate(raw).brokers
+    except yaml.YAMLError as err:
+        raise ConfigError(origin, f"not valid YAML: {_one_line(str(err))}") from None
+    except pydantic.ValidationError as err:
+        first = _first_error(err)
+        raise ConfigError(f"{origin}: {first.key}", first.problem) from None
+
+
+def _check_clusters(raw: dict[str, Any], config: Config) -> None:
+    names: dict[str, int] = {}
+    ips: dict[ipaddress.IPv4Address, int] = {}
+    for index, cluster in enumerate(config.kafka_clusters):
+        key = f"kafka_clusters[{index}]"
+        sources = [kind for kind in SOURCE_KINDS if getattr(cluster, kind) is not None]
+        if len(sources) != 1:
+            found = ", ".join(sources) or "none"
+            raise ConfigError(key, f"needs exactly one source of {', '.join(SOURCE_KINDS)} (found: {found})")
+        if cluster.name in names:
+            raise ConfigError(f"{key}.name", f"duplicate cluster name {cluster.name!r}")
+        names[cluster.name] = index
+        if cluster.loopback_ip in ips:
+            other = config.kafka_clusters[ips[cluster.loopback_ip]].name
+            raise ConfigError(f"{key}.loopback_ip", f"{cluster.loopback_ip} is already used by {other!r}")
+        ips[cluster.loopback_ip] = index
+        _check_ports(key, cluster)
+        if "upstream_tls" not in cluster.model_fields_set and "upstream_tls" not in raw:
+            raise ConfigError(
+                f"{key}.upstream_tls",
+                "missing: set upstream_tls (globally or per cluster), or null for plain TCP",
+            )
+    for listen_key, listen in (("xds.listen", config.xds.listen), ("debug.listen", config.debug.listen)):
+        host, port = parse_listen(listen)
+        for index, cluster in enumerate(config.kafka_clusters):
+            if host == str(cluster.loopback_ip) and port in _port_range(cluster):
+                raise ConfigError(
+                    listen_key, f"{listen} overlaps the broker port range of {cluster.name!r} (index {index})"
+                )
+
+
+def _port_range(cluster: KafkaCluster) -> set[int]:
+    ports = set(range(cluster.port_base, cluster.port_base + cluster.highest_broker_id + 1))
+    return ports | set(cluster.broker_ports.values())
+
+
+def _check_ports(key: str, cluster: KafkaCluster) -> None:
+    top = cluster.port_base + cluster.highest_broker_id
+    if top > 65535:
+        raise ConfigError(
+            f"{key}.max_broker_id",
+            f"port_base {cluster.port_base} + max_broker_id {cluster.highest_broker_id} = {top} "
+            "is outside 1..65535",
+        )
+    if cluster.port_base + 0 < 1 and 0 not in cluster.broker_ports:
+        raise ConfigError(f"{key}.port_base", "broker 0 would get port 0: use port_base >= 1")
+    seen: dict[int, int] = {}
+    for broker_id in sorted(cluster.broker_ports):
+        port = cluster.broker_ports[broker_id]
+        if port in seen:
+            raise ConfigError(
+                f"{key}.broker_ports.{broker_id}", f"port {port} is also given to broker {seen[port]}"
+            )
+        seen[port] = broker_id
+        owner = port - cluster.port_base
+        if (
+            0 <= owner <= cluster.highest_broker_id
+            and owner != broker_id
+            and owner not in cluster.broker_ports
+        ):
+            raise ConfigError(
+                f"{key}.broker_ports.{broker_id}",
+                f"port {port} overlaps broker {owner}'s port_base port on {cluster.loopback_ip}",
+            )
+
+
+def _resolve_static_files(config: Config, base_dir: Path) -> Config:
+    """Make static file paths absolute (relative to the config file's folder, then to the cwd)."""
+    clusters = []
+    for cluster in config.kafka_clusters:
+        if cluster.static is not None and cluster.static.file is not None:
+            file = Path(cluster.static.file)
+            if not file.is_absolute() and not file.exists() and (base_dir / file).exists():
+                file = base_dir / file
+            static = cluster.static.model_copy(update={"file": str(file.absolute())})
+            cluster = cluster.model_copy(update={"static": static})
+        clusters.append(cluster)
+    return config.model_copy(update={"kafka_clusters": clusters})
+
+
+def _first_error(err: pydantic.ValidationError) -> ConfigError:
+    detail = err.errors()[0]
+    key = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in detail["loc"])
+    key = key.replace(".[", "[") or "<top>"
+    problem: str = detail["msg"]
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        problem = "unknown key"
+    elif kind == "missing":
+        problem = "required key is missing"
+    problem = problem.removeprefix("Value error, ")
+    if kind not in ("extra_forbidden", "missing") and "input" in detail:
+        problem = f"{problem} (got {detail['input']!r})"
+    return ConfigError(key, _one_line(problem))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,164 @@
+"""The pipeline: topologies in, snapshots out (grace, plan, resources, snapshot, cache).
+
+Sources call `submit` on the event loop; `run` debounces bursts, waits until every source has synced
+once, then rebuilds and publishes. A failed build keeps the last good snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from xds.cache import SnapshotCache
+from xds.config import Config
+from xds.grace import GraceState
+from xds.log import event
+from xds.plan import ClusterPlan, plan_cluster
+from xds.resources import ResourceBuilder
+from xds.snapshot import Snapshot
+from xds.topology import SourceState, Topology
+
+log = logging.getLogger("kafka_xds.controller")
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What the latest rebuild did: the debug server and the benchmarks read it."""
+
+    at: float
+    seconds: float
+    built: int
+    reused: int
+    published: bool
+    error: str | None = None
+
+
+class Controller:
+    def __init__(
+        self,
+        config: Config,
+        cache: SnapshotCache,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._cache = cache
+        self._clock = clock
+        self._builder = ResourceBuilder()
+        self._topologies: dict[str, Topology] = {
+            cluster.name: Topology.create(cluster.name, cluster.source_kind, SourceState.SYNCING)
+            for cluster in config.kafka_clusters
+        }
+        self._grace = {
+            cluster.name: GraceState(cluster.removal_grace_seconds) for cluster in config.kafka_clusters
+        }
+        self._plans: dict[str, ClusterPlan] = {}
+        self._dirty = asyncio.Event()
+        self._dirty.set()
+        self.last_build: BuildReport | None = None
+
+    @property
+    def topologies(self) -> Mapping[str, Topology]:
+        return dict(self._topologies)
+
+    @property
+    def plans(self) -> Mapping[str, ClusterPlan]:
+        return dict(self._plans)
+
+    def waiting(self) -> dict[str, str]:
+        """Clusters whose source has not completed a first sync, with why (for /readyz)."""
+        return {
+            name: topology.error or f"{topology.source_kind} source has not completed its first sync"
+            for name, topology in self._topologies.items()
+            if not topology.synced_once
+        }
+
+    def submit(self, topology: Topology) -> None:
+        """Take a source's latest topology (on the event loop thread)."""
+        if topology.cluster not in self._topologies:
+            raise KeyError(f"no Kafka cluster named {topology.cluster!r} in the config")
+        previous = self._topologies[topology.cluster]
+        if previous.state is not topology.state:
+            event(
+                log,
+                logging.WARNING
+                if topology.state in (SourceState.STALE, SourceState.UNAVAILABLE)
+                else logging.INFO,
+                "source state changed",
+                cluster=topology.cluster,
+                source=topology.source_kind,
+                before=previous.state.value,
+                after=topology.state.value,
+                brokers=len(topology.brokers),
+                error=topology.error,
+            )
+        self._topologies[topology.cluster] = topology
+        self._dirty.set()
+
+    async def run(self) -> None:
+        """Rebuild after each burst of changes and at each removal-grace deadline; never returns."""
+        debounce = self._config.xds.debounce_ms / 1000
+        while True:
+            await self._wait_for_work()
+            if debounce:
+                await asyncio.sleep(debounce)  # let the rest of a burst (a rolling restart) arrive
+            self._dirty.clear()
+            await self.rebuild()
+
+    async def _wait_for_work(self) -> None:
+        deadline = min(
+            (deadline for grace in self._grace.values() if (deadline := grace.next_deadline) is not None),
+            default=None,
+        )
+        if deadline is None:
+            await self._dirty.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._dirty.wait(), timeout=max(0.0, deadline - self._clock()))
+
+    async def rebuild(self) -> BuildReport | None:
+        """One pass of the pipeline. Publishes nothing until every source has synced once."""
+        if self.waiting():
+            return None
+        started = time.perf_counter()
+        now = self._clock()
+        plans = {}
+        for cluster in self._config.kafka_clusters:
+            grace = self._grace[cluster.name].advance(self._topologies[cluster.name], now)
+            self._grace[cluster.name] = grace
+            plans[cluster.name] = plan_cluster(cluster, self._topologies[cluster.name], grace)
+        inputs = [
+            (planned, self._config.tls_for(cluster))
+            for cluster in self._config.kafka_clusters
+            for planned in plans[cluster.name].brokers
+        ]
+        built_before, reused_before = self._builder.counts
+        try:
+            # Building pydantic-backed messages is CPU work: keep it off the event loop.
+            brokers = await asyncio.to_thread(self._builder.build, inputs, self._config.sidecar)
+            snapshot = Snapshot.from_brokers(brokers)
+        except Exception as err:  # a bug or an input we did not foresee: keep serving the last snapshot
+            event(log, logging.ERROR, "snapshot build failed; keeping the last snapshot", error=repr(err))
+            self.last_build = BuildReport(now, time.perf_counter() - started, 0, 0, False, repr(err))
+            return self.last_build
+        self._plans = plans
+        published = self._cache.publish(snapshot)
+        built, reused = self._builder.counts
+        self.last_build = BuildReport(
+            now, time.perf_counter() - started, built - built_before, reused - reused_before, published
+        )
+        if published:
+            event(
+                log,
+                logging.INFO,
+                "snapshot published",
+                generation=self._cache.generation,
+                brokers=len(inputs),
+                built=self.last_build.built,
+                reused=self.last_build.reused,
+                seconds=round(self.last_build.seconds, 4),
+            )
+        return self.last_build

@@ -1,0 +1,1 @@
+"""The operator's view: health, readiness and read-only debug endpoints (aiohttp)."""

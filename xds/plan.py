@@ -1,0 +1,125 @@
+"""The address plan: which loopback IP and port every Kafka cluster and broker gets.
+
+A pure function of the config and the topology, so every kafka-xds replica and every broker's
+start-up script compute the same answer. It also checks what brokers advertise to clients against
+the plan: a broker that advertises something else is reachable only around the sidecar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from xds.config import KafkaCluster
+from xds.grace import GraceState
+from xds.topology import Broker, HostPort, SkippedRegistration, Topology
+
+
+class BrokerStatus(StrEnum):
+    LIVE = "live"
+    IN_GRACE = "in_grace"  # registration gone: no endpoint, listener kept until remove_at
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBroker:
+    cluster: str
+    broker_id: int
+    listen: HostPort  # the loopback address the sidecar listens on for this broker
+    upstream: HostPort | None  # where the sidecar forwards to; None while in grace
+    rack: str | None
+    status: BrokerStatus = BrokerStatus.LIVE
+    remove_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanMismatch:
+    """A broker advertises a client address that is not its planned loopback address."""
+
+    cluster: str
+    broker_id: int
+    listener: str
+    advertised: HostPort | None
+    planned: HostPort
+
+    def describe(self) -> str:
+        shown = str(self.advertised) if self.advertised else "nothing"
+        return (
+            f"broker {self.broker_id} advertises {shown} on listener {self.listener}, "
+            f"the plan says {self.planned}: its clients bypass the sidecar"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPlan:
+    cluster: str
+    loopback_ip: str
+    brokers: tuple[PlannedBroker, ...]
+    mismatches: tuple[PlanMismatch, ...]
+    skipped: tuple[SkippedRegistration, ...]
+
+
+def broker_port(cluster: KafkaCluster, broker_id: int) -> int | None:
+    """The planned port of a broker, or None when its id has no port in this cluster's plan."""
+    if broker_id in cluster.broker_ports:
+        return cluster.broker_ports[broker_id]
+    if broker_id < 0 or broker_id > cluster.highest_broker_id:
+        return None
+    port = cluster.port_base + broker_id
+    return port if 1 <= port <= 65535 else None
+
+
+def plan_cluster(cluster: KafkaCluster, topology: Topology, grace: GraceState) -> ClusterPlan:
+    loopback_ip = str(cluster.loopback_ip)
+    planned: list[PlannedBroker] = []
+    mismatches: list[PlanMismatch] = []
+    skipped = list(topology.skipped)
+    for broker in topology.brokers:
+        port = broker_port(cluster, broker.broker_id)
+        if port is None:
+            skipped.append(
+                _skip(cluster, broker, f"broker id {broker.broker_id} maps to no port in 1..65535")
+            )
+            continue
+        upstream = broker.endpoint(cluster.upstream_listener)
+        if upstream is None:
+            names = ", ".join(name for name, _ in broker.listeners) or "none"
+            skipped.append(
+                _skip(cluster, broker, f"no {cluster.upstream_listener!r} listener registered (has: {names})")
+            )
+            continue
+        if not upstream.is_ip:
+            # EDS endpoints must be IP addresses; resolving names here is a later step of the pipeline.
+            skipped.append(_skip(cluster, broker, f"upstream host {upstream.host!r} is not an IP address"))
+            continue
+        listen = HostPort(loopback_ip, port)
+        planned.append(PlannedBroker(cluster.name, broker.broker_id, listen, upstream, broker.rack))
+        if cluster.client_listener is not None:
+            advertised = broker.endpoint(cluster.client_listener)
+            if advertised != listen:
+                mismatches.append(
+                    PlanMismatch(cluster.name, broker.broker_id, cluster.client_listener, advertised, listen)
+                )
+    live_ids = {broker.broker_id for broker in planned}
+    for gone in grace.departed:
+        port = broker_port(cluster, gone.broker.broker_id)
+        if port is None or gone.broker.broker_id in live_ids:
+            continue
+        if gone.broker.endpoint(cluster.upstream_listener) is None:
+            continue  # it was never planned, so it has no listener to keep
+        planned.append(
+            PlannedBroker(
+                cluster.name,
+                gone.broker.broker_id,
+                HostPort(loopback_ip, port),
+                None,
+                gone.broker.rack,
+                BrokerStatus.IN_GRACE,
+                gone.remove_at,
+            )
+        )
+    planned.sort(key=lambda broker: broker.broker_id)
+    return ClusterPlan(cluster.name, loopback_ip, tuple(planned), tuple(mismatches), tuple(skipped))
+
+
+def _skip(cluster: KafkaCluster, broker: Broker, reason: str) -> SkippedRegistration:
+    return SkippedRegistration(f"{cluster.name}/broker-{broker.broker_id}", reason, broker.broker_id)

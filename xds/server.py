@@ -1,0 +1,226 @@
+"""The gRPC transport: Envoy's AggregatedDiscoveryService on grpcio's asyncio server.
+
+Each stream is a thin loop around its `StreamProtocol`: requests and "new snapshot" wake-ups go
+into one inbox, the protocol says what to send, and the responses reuse the resources serialized
+once per change. Delta xDS is answered UNIMPLEMENTED until it is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from envoy_data_plane.envoy.config.core.v3 import ControlPlane
+from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
+from grpc import aio
+
+from xds.cache import SnapshotCache
+from xds.config import XdsSettings, parse_listen
+from xds.log import event
+from xds.protocol import Response, StreamProtocol
+from xds.resources import SHORT_TYPE_NAMES
+
+log = logging.getLogger("kafka_xds.server")
+
+SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+_WAKE = object()  # the inbox item for "a new snapshot was published"
+_END = object()  # the inbox item for "the client half-closed" or "the server is shutting down"
+
+
+@dataclass
+class StreamInfo:
+    """One connected sidecar, as the debug server shows it."""
+
+    stream_id: int
+    peer: str
+    connected_at: float
+    protocol: StreamProtocol = field(default_factory=StreamProtocol)
+    inbox: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    wake_pending: bool = False
+
+    @property
+    def node_id(self) -> str:
+        return self.protocol.node.id if self.protocol.node else ""
+
+    @property
+    def envoy_version(self) -> str:
+        node = self.protocol.node
+        if node is None:
+            return ""
+        build = node.user_agent_build_version
+        if build is not None and build.version is not None:
+            version = build.version
+            return f"{version.major_number}.{version.minor_number}.{version.patch}"
+        return node.user_agent_version or ""
+
+    def wake(self) -> None:
+        if not self.wake_pending:
+            self.wake_pending = True
+            self.inbox.put_nowait(_WAKE)
+
+
+@dataclass
+class AdsStats:
+    responses: Counter[str] = field(default_factory=Counter)  # by short type name
+    acks: Counter[str] = field(default_factory=Counter)
+    nacks: Counter[str] = field(default_factory=Counter)
+    streams_total: int = 0
+    streams_refused: int = 0
+
+
+class AdsServer:
+    def __init__(self, settings: XdsSettings, cache: SnapshotCache, identifier: str = "kafka-xds") -> None:
+        self._settings = settings
+        self._cache = cache
+        self._control_plane = ControlPlane(identifier=identifier)
+        self._server: aio.Server | None = None
+        self._ids = itertools.count(1)
+        self.streams: dict[int, StreamInfo] = {}
+        self.stats = AdsStats()
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        host, port = parse_listen(self._settings.listen)
+        keepalive_ms = int(self._settings.keepalive_time_seconds * 1000)
+        server = aio.server(
+            options=[
+                ("grpc.keepalive_time_ms", keepalive_ms),
+                ("grpc.keepalive_timeout_ms", int(self._settings.keepalive_timeout_seconds * 1000)),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+                ("grpc.http2.max_pings_without_data", 0),
+                ("grpc.max_concurrent_streams", self._settings.max_concurrent_streams),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    SERVICE,
+                    {
+                        "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                            self._stream_aggregated_resources,
+                            request_deserializer=DiscoveryRequest.parse,
+                            response_serializer=bytes,
+                        ),
+                        "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                            self._delta_aggregated_resources,
+                            request_deserializer=bytes,
+                            response_serializer=bytes,
+                        ),
+                    },
+                )
+            ]
+        )
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.port = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        event(log, logging.INFO, "ADS server listening", address=address)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, end every stream cleanly (sidecars reconnect elsewhere), then stop."""
+        if self._server is None:
+            return
+        for stream in list(self.streams.values()):
+            stream.inbox.put_nowait(_END)
+        await self._server.stop(self._settings.shutdown_grace_seconds if grace is None else grace)
+        self._server = None
+
+    async def _delta_aggregated_resources(
+        self, request_iterator: AsyncIterator[bytes], context: aio.ServicerContext[bytes, bytes]
+    ) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "incremental (delta) xDS is not implemented yet: use state-of-the-world ADS (api_type GRPC)",
+        )
+
+    async def _stream_aggregated_resources(
+        self,
+        request_iterator: AsyncIterator[DiscoveryRequest],
+        context: aio.ServicerContext[DiscoveryRequest, DiscoveryResponse],
+    ) -> AsyncIterator[DiscoveryResponse]:
+        if len(self.streams) >= self._settings.max_concurrent_streams:
+            self.stats.streams_refused += 1
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this kafka-xds serves at most {self._settings.max_concurrent_streams} streams",
+            )
+        stream = StreamInfo(next(self._ids), context.peer(), time.time())
+        self.streams[stream.stream_id] = stream
+        self.stats.streams_total += 1
+        unwatch = self._cache.watch(stream.wake)
+        reader = asyncio.create_task(self._read(request_iterator, stream))
+        event(log, logging.INFO, "stream opened", stream=stream.stream_id, peer=stream.peer)
+        try:
+            while True:
+                item = await stream.inbox.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if item is _WAKE:
+                    stream.wake_pending = False
+                    responses = stream.protocol.snapshot_changed(self._cache.snapshot)
+                else:
+                    assert isinstance(item, DiscoveryRequest)
+                    responses = self._receive(stream, item)
+                for response in responses:
+                    self.stats.responses[SHORT_TYPE_NAMES.get(response.type_url, response.type_url)] += 1
+                    yield self._encode(response)
+        finally:
+            unwatch()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            del self.streams[stream.stream_id]
+            event(log, logging.INFO, "stream closed", stream=stream.stream_id, node=stream.node_id)
+
+    def _receive(self, stream: StreamInfo, request: DiscoveryRequest) -> list[Response]:
+        state = stream.protocol.types.get(request.type_url)
+        nack_before = state.nack if state else None
+        was_awaiting = state.awaiting_ack if state else False
+        responses = stream.protocol.receive(request, self._cache.snapshot, time.time())
+        if state is not None and was_awaiting and not state.awaiting_ack:
+            name = SHORT_TYPE_NAMES[request.type_url]
+            if state.nack is not nack_before and state.nack is not None:
+                self.stats.nacks[name] += 1
+                event(
+                    log,
+                    logging.WARNING,
+                    "sidecar rejected config (NACK); it keeps its last good version",
+                    node=stream.node_id,
+                    type=name,
+                    rejected_version=state.nack.version,
+                    kept_version=state.acked_version,
+                    error=state.nack.message,
+                )
+            else:
+                self.stats.acks[name] += 1
+        return responses
+
+    async def _read(self, request_iterator: AsyncIterator[DiscoveryRequest], stream: StreamInfo) -> None:
+        try:
+            async for request in request_iterator:
+                stream.inbox.put_nowait(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a broken stream ends this stream only; the sidecar reconnects
+            event(log, logging.WARNING, "stream read failed", stream=stream.stream_id, error=repr(err))
+        stream.inbox.put_nowait(_END)
+
+    def _encode(self, response: Response) -> DiscoveryResponse:
+        return DiscoveryResponse(
+            version_info=response.version,
+            resources=[resource.packed for resource in response.resources],
+            type_url=response.type_url,
+            nonce=response.nonce,
+            control_plane=self._control_plane,
+        )

@@ -1,0 +1,100 @@
+"""Immutable, content-versioned snapshots of every resource the sidecars should have.
+
+A version is a hash of content, never a counter: a restarted server, or a second replica, computes
+the same version for the same brokers, so reconnecting sidecars see no change at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from xds.resources import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    TYPE_ORDER,
+    BrokerResources,
+    BuiltResource,
+)
+
+
+def set_version(resources: Iterable[BuiltResource]) -> str:
+    """The version of a set of resources: equal sets, in any order, have equal versions."""
+    digest = hashlib.sha256()
+    for name, version in sorted((resource.name, resource.version) for resource in resources):
+        digest.update(f"{name}\0{version}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class InconsistentSnapshot(ValueError):
+    """A snapshot whose resources point at resources it does not have; never published."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypeResources:
+    type_url: str
+    version: str
+    resources: Mapping[str, BuiltResource]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    by_type: Mapping[str, TypeResources]
+
+    @classmethod
+    def of(cls, resources: Iterable[BuiltResource]) -> Snapshot:
+        grouped: dict[str, dict[str, BuiltResource]] = {type_url: {} for type_url in TYPE_ORDER}
+        for resource in resources:
+            named = grouped.setdefault(resource.type_url, {})
+            if resource.name in named:
+                raise InconsistentSnapshot(f"{resource.type_url}: resource {resource.name!r} appears twice")
+            named[resource.name] = resource
+        by_type = {
+            type_url: TypeResources(
+                type_url, set_version(named.values()), MappingProxyType(dict(sorted(named.items())))
+            )
+            for type_url, named in grouped.items()
+        }
+        snapshot = cls(MappingProxyType(by_type))
+        snapshot.check()
+        return snapshot
+
+    @classmethod
+    def from_brokers(cls, brokers: Iterable[BrokerResources]) -> Snapshot:
+        return cls.of(
+            resource for broker in brokers for resource in (broker.cluster, broker.endpoints, broker.listener)
+        )
+
+    def resources(self, type_url: str) -> Mapping[str, BuiltResource]:
+        found = self.by_type.get(type_url)
+        return found.resources if found else MappingProxyType({})
+
+    def version(self, type_url: str) -> str:
+        found = self.by_type.get(type_url)
+        return found.version if found else set_version(())
+
+    def versions(self) -> dict[str, str]:
+        return {type_url: typed.version for type_url, typed in self.by_type.items()}
+
+    def check(self) -> None:
+        """Every listener's cluster exists and every cluster has its endpoints."""
+        clusters = self.resources(CLUSTER_TYPE)
+        for listener in self.resources(LISTENER_TYPE).values():
+            missing = sorted(listener.references - clusters.keys())
+            if missing:
+                raise InconsistentSnapshot(
+                    f"listener {listener.name!r} forwards to missing clusters {missing}"
+                )
+        endpoints = self.resources(ENDPOINT_TYPE)
+        for name in clusters:
+            if name not in endpoints:
+                raise InconsistentSnapshot(f"cluster {name!r} has no ClusterLoadAssignment")
+
+    def summary(self) -> dict[str, dict[str, object]]:
+        return {
+            type_url: {"version": typed.version, "resources": len(typed.resources)}
+            for type_url, typed in self.by_type.items()
+        }

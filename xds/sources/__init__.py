@@ -1,0 +1,1 @@
+"""Broker sources: each turns one backend (a file, ZooKeeper, Kafka metadata) into Topology values."""
