@@ -1,0 +1,1 @@
+"""Real components for the tests: TLS upstreams, an Envoy process, a kafka-xds process."""

@@ -1,0 +1,150 @@
+"""End to end: kafka-xds (its own process) drives a real Envoy over ADS; bytes flow over real mTLS."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import base_config, write_static_brokers
+from tests.support.envoy import Envoy
+from tests.support.tls import Certs, exchange
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.envoy
+
+LOOPBACK = "127.0.0.10"
+
+
+def _cluster(brokers_file: Path, **extra: object) -> dict[str, object]:
+    return {
+        "name": "kafka-a",
+        "loopback_ip": LOOPBACK,
+        "port_base": 9090,
+        "upstream_listener": "MESH",
+        "removal_grace_seconds": 2,
+        "static": {"file": str(brokers_file), "poll_interval_seconds": 0.2},
+        **extra,
+    }
+
+
+async def _answers(port: int, expected_prefix: str) -> str:
+    answer = await exchange(LOOPBACK, port, "ping")
+    assert answer.startswith(expected_prefix), answer
+    return answer
+
+
+async def _stat(envoy: Envoy, name: str) -> int:
+    return (await envoy.stats()).get(name, 0)
+
+
+async def test_bytes_flow_through_sidecar_to_mtls_upstream(
+    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+):
+    broker1 = await upstreams("broker-1", "127.0.0.21")
+    broker2 = await upstreams("broker-2", "127.0.0.22")
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml",
+        [
+            {"id": 1, "host": "127.0.0.21", "port": broker1.port, "rack": "az1"},
+            {"id": 2, "host": "127.0.0.22", "port": broker2.port, "rack": "az2"},
+        ],
+    )
+    config = base_config(certs, [_cluster(brokers_file)])
+    server = await xds_processes(config)
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+
+    answer = await eventually(lambda: _answers(9091, "broker-1"), what="bytes through 127.0.0.10:9091")
+    assert (
+        "commonName=sidecar.kafka-xds.test" in answer
+    )  # the upstream verified the sidecar's client certificate
+    await eventually(lambda: _answers(9092, "broker-2"), what="bytes through 127.0.0.10:9092")
+
+    listeners = await envoy.listener_addresses()
+    assert listeners == {"kafka-a/broker-1": f"{LOOPBACK}:9091", "kafka-a/broker-2": f"{LOOPBACK}:9092"}
+    endpoints = await envoy.cluster_endpoints()
+    assert endpoints["kafka-a/broker-1"] == [f"127.0.0.21:{broker1.port}"]
+    assert endpoints["kafka-a/broker-2"] == [f"127.0.0.22:{broker2.port}"]
+    dump = await envoy.config_dump(resource="dynamic_active_clusters")
+    tls = dump["configs"][0]["cluster"]["transport_socket"]
+    assert tls["name"] == "envoy.transport_sockets.tls"
+    assert server.log_text().count("Traceback") == 0
+
+
+async def test_editing_static_file_moves_traffic_without_listener_or_cluster_change(
+    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+):
+    old = await upstreams("old-pod", "127.0.0.21")
+    new = await upstreams("new-pod", "127.0.0.23")
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": old.port}]
+    )
+    config = base_config(certs, [_cluster(brokers_file)])
+    await xds_processes(config)
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    await eventually(lambda: _answers(9091, "old-pod"), what="traffic to the old pod")
+    listener_modified = await _stat(envoy, "listener_manager.listener_modified")
+    cluster_modified = await _stat(envoy, "cluster_manager.cluster_modified")
+
+    write_static_brokers(brokers_file, [{"id": 1, "host": "127.0.0.23", "port": new.port}])
+
+    await eventually(lambda: _answers(9091, "new-pod"), what="traffic to the rescheduled pod")
+    assert await _stat(envoy, "listener_manager.listener_modified") == listener_modified
+    assert await _stat(envoy, "cluster_manager.cluster_modified") == cluster_modified
+
+
+async def test_restarting_server_changes_nothing_in_envoy(
+    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+):
+    broker = await upstreams("broker-1", "127.0.0.21")
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": broker.port}]
+    )
+    config = base_config(certs, [_cluster(brokers_file)])
+    first = await xds_processes(config, name="first")
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    await eventually(lambda: _answers(9091, "broker-1"), what="traffic before the restart")
+    before = await envoy.stats()
+
+    assert await first.terminate() < 5
+    await eventually(lambda: _connected(envoy, 0), what="Envoy noticing the control plane left")
+    await xds_processes(config, name="second")
+    await eventually(lambda: _connected(envoy, 1), what="Envoy reconnecting to the restarted control plane")
+    await asyncio.sleep(1.0)  # give any (wrong) resend time to be applied before counting
+
+    after = await envoy.stats()
+    for counter in (
+        "listener_manager.listener_modified",
+        "listener_manager.listener_added",
+        "listener_manager.listener_removed",
+        "cluster_manager.cluster_modified",
+        "cluster_manager.cluster_added",
+        "cluster_manager.cluster_removed",
+    ):
+        assert after.get(counter, 0) == before.get(counter, 0), counter
+    await _answers(9091, "broker-1")
+
+
+async def _connected(envoy: Envoy, expected: int) -> bool:
+    return await _stat(envoy, "control_plane.connected_state") == expected
+
+
+async def test_sigterm_ends_streams_and_exits_zero_within_five_seconds(
+    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+):
+    broker = await upstreams("broker-1", "127.0.0.21")
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": broker.port}]
+    )
+    config = base_config(certs, [_cluster(brokers_file)])
+    server = await xds_processes(config)
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    await eventually(lambda: _connected(envoy, 1), what="an ADS stream")
+    await eventually(lambda: _answers(9091, "broker-1"), what="traffic before SIGTERM")
+
+    took = await server.terminate()
+
+    assert server.returncode == 0
+    assert took < 5, f"shutdown took {took:.2f}s"
+    await _answers(9091, "broker-1")  # the sidecar keeps its last config while the control plane is away
