@@ -1,0 +1,32 @@
+# The two commands: `make demo` runs the local demo, `make test` the whole suite.
+# Both set up what they need first (scripts/setup.sh): Debian packages, .venv, the package.
+.PHONY: demo test setup lint typecheck unit bench clean
+
+BIN := .venv/bin
+ARGS ?=
+PYTEST_ARGS ?=
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(BIN)/python -m xds.demo $(ARGS)
+
+test: setup lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check xds tests benchmarks
+	$(BIN)/ruff format --check xds tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -m "not envoy and not zookeeper" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/snapshot_build.py
+
+clean:
+	rm -rf .venv .mypy_cache .pytest_cache .ruff_cache *.egg-info
