@@ -33,13 +33,13 @@ class _Model(BaseModel):
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` into its parts."""
+    """`host:port` or `[v6]:port` into its parts (port 0: any free port, for tests and demos)."""
     host, sep, port_text = value.rpartition(":")
     if not sep or not host or not port_text.isdigit():
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} is outside 1..65535")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0..65535")
     return host.strip("[]"), port
 
 

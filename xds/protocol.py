@@ -24,6 +24,9 @@ from xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, TYPE_ORDER
 from xds.snapshot import Snapshot, set_version
 
 WILDCARD = "*"
+# LDS and CDS responses hold the complete set, where absence means deletion (S7, S9). Other types
+# may hold a subset, and omitting a resource deletes nothing, so only new or changed ones are news.
+FULL_STATE_TYPES = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
 _EMPTY: Mapping[str, BuiltResource] = MappingProxyType({})
 
 
@@ -176,7 +179,14 @@ class StreamProtocol:
                 continue
             desired = self._desired(state, snapshot)
             version = set_version(desired.values())
-            due = version != state.sent_version or bool(state.must_send & desired.keys())
+            if state.type_url in FULL_STATE_TYPES:
+                due = version != state.sent_version
+            else:
+                due = any(
+                    (sent := state.sent.get(name)) is None or sent.version != resource.version
+                    for name, resource in desired.items()
+                )
+            due = due or bool(state.must_send & desired.keys())
             if not due:
                 continue
             if state.awaiting_ack or not (state.wildcard or state.names):

@@ -32,6 +32,7 @@ log = logging.getLogger("kafka_xds.server")
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 _WAKE = object()  # the inbox item for "a new snapshot was published"
 _END = object()  # the inbox item for "the client half-closed" or "the server is shutting down"
+_ENCODED_CACHE_SIZE = 64  # encoded responses kept: a few versions of each type, EDS subsets included
 
 
 @dataclass
@@ -85,6 +86,7 @@ class AdsServer:
         self.streams: dict[int, StreamInfo] = {}
         self.stats = AdsStats()
         self.port: int | None = None
+        self._encoded: dict[tuple[str, str], bytes] = {}
 
     async def start(self) -> None:
         host, port = parse_listen(self._settings.listen)
@@ -96,7 +98,6 @@ class AdsServer:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
                 ("grpc.http2.max_pings_without_data", 0),
-                ("grpc.max_concurrent_streams", self._settings.max_concurrent_streams),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ]
         )
@@ -108,7 +109,7 @@ class AdsServer:
                         "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                             self._stream_aggregated_resources,
                             request_deserializer=DiscoveryRequest.parse,
-                            response_serializer=bytes,
+                            response_serializer=_as_bytes,
                         ),
                         "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                             self._delta_aggregated_resources,
@@ -145,8 +146,8 @@ class AdsServer:
     async def _stream_aggregated_resources(
         self,
         request_iterator: AsyncIterator[DiscoveryRequest],
-        context: aio.ServicerContext[DiscoveryRequest, DiscoveryResponse],
-    ) -> AsyncIterator[DiscoveryResponse]:
+        context: aio.ServicerContext[DiscoveryRequest, bytes],
+    ) -> AsyncIterator[bytes]:
         if len(self.streams) >= self._settings.max_concurrent_streams:
             self.stats.streams_refused += 1
             await context.abort(
@@ -216,11 +217,26 @@ class AdsServer:
             event(log, logging.WARNING, "stream read failed", stream=stream.stream_id, error=repr(err))
         stream.inbox.put_nowait(_END)
 
-    def _encode(self, response: Response) -> DiscoveryResponse:
-        return DiscoveryResponse(
-            version_info=response.version,
-            resources=[resource.packed for resource in response.resources],
-            type_url=response.type_url,
-            nonce=response.nonce,
-            control_plane=self._control_plane,
-        )
+    def _encode(self, response: Response) -> bytes:
+        """The response's bytes. Everything but the nonce is encoded once per content version and
+        shared by every stream; the nonce is appended as its own field (protobuf parses concatenated
+        encodings as one message), so a push to N sidecars does not re-encode N times."""
+        key = (response.type_url, response.version)
+        body = self._encoded.get(key)
+        if body is None:
+            body = bytes(
+                DiscoveryResponse(
+                    version_info=response.version,
+                    resources=[resource.packed for resource in response.resources],
+                    type_url=response.type_url,
+                    control_plane=self._control_plane,
+                )
+            )
+            self._encoded[key] = body
+            while len(self._encoded) > _ENCODED_CACHE_SIZE:
+                del self._encoded[next(iter(self._encoded))]
+        return body + bytes(DiscoveryResponse(nonce=response.nonce))
+
+
+def _as_bytes(encoded: bytes) -> bytes:
+    return encoded
