@@ -67,7 +67,7 @@ async def test_responses_decode_with_their_resources_and_nonce(ads):
     response = await client.receive()
     assert response.type_url == CLUSTER_TYPE
     assert response.nonce == "1"
-    assert response.version_info == cache.snapshot.version(CLUSTER_TYPE)  # type: ignore[union-attr]
+    assert response.version_info == cache.snapshot.version(CLUSTER_TYPE)
     assert len(response.resources) == 2
     assert response.control_plane is not None and response.control_plane.identifier == "kafka-xds"
     await client.close()
