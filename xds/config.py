@@ -80,7 +80,6 @@ class UpstreamTls(_Model):
     ca_file: str
     cert_file: str
     key_file: str
-    verify_server_name: bool = False  # require the broker certificate's SAN to match its upstream host
 
 
 class StaticBroker(_Model):

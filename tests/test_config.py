@@ -1,0 +1,234 @@
+"""Config validation: every refusal names one key and one problem."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from xds.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+VALID: dict[str, Any] = {
+    "upstream_tls": {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/k.pem"},
+    "kafka_clusters": [
+        {
+            "name": "kafka-a",
+            "loopback_ip": "127.0.0.10",
+            "port_base": 9090,
+            "upstream_listener": "MESH",
+            "static": {"brokers": [{"id": 1, "host": "10.0.0.1", "port": 9094}]},
+        },
+        {
+            "name": "kafka-b",
+            "loopback_ip": "127.0.0.11",
+            "port_base": 9090,
+            "upstream_listener": "MESH",
+            "static": {"brokers": [{"id": 1, "host": "10.0.1.1", "port": 9094}]},
+        },
+    ],
+}
+
+
+def variant(**changes: Any) -> dict[str, Any]:
+    """VALID with `kafka_clusters[1]` keys (or top-level keys prefixed `top_`) changed; None deletes."""
+    config = copy.deepcopy(VALID)
+    for key, value in changes.items():
+        target = config if key.startswith("top_") else config["kafka_clusters"][1]
+        key = key.removeprefix("top_")
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return config
+
+
+def refused(config: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(config)
+    return raised.value
+
+
+def test_valid_config_loads():
+    config = parse_config(VALID)
+    assert [cluster.name for cluster in config.kafka_clusters] == ["kafka-a", "kafka-b"]
+    assert config.xds.listen == "127.0.0.1:18000"
+    assert config.debug.listen == "127.0.0.1:19000"
+
+
+def test_unknown_key_is_refused_with_its_path():
+    error = refused(variant(port_bas=9090))
+    assert error.key == "kafka_clusters[1].port_bas"
+    assert error.problem == "unknown key"
+
+
+def test_duplicate_cluster_name_is_refused():
+    error = refused(variant(name="kafka-a"))
+    assert error.key == "kafka_clusters[1].name"
+    assert "duplicate" in error.problem
+
+
+def test_duplicate_loopback_ip_is_refused():
+    error = refused(variant(loopback_ip="127.0.0.10"))
+    assert error.key == "kafka_clusters[1].loopback_ip"
+    assert "kafka-a" in error.problem
+
+
+def test_loopback_ip_outside_127_slash_8_is_refused():
+    error = refused(variant(loopback_ip="10.0.0.10"))
+    assert error.key == "kafka_clusters[1].loopback_ip"
+    assert "127.0.0.0/8" in error.problem
+
+
+def test_cluster_name_must_be_lowercase_dns_like():
+    assert refused(variant(name="Kafka_A")).key == "kafka_clusters[1].name"
+
+
+def test_port_range_beyond_65535_is_refused():
+    error = refused(variant(port_base=65000, max_broker_id=1000))
+    assert error.key == "kafka_clusters[1].max_broker_id"
+    assert "65535" in error.problem
+
+
+def test_broker_port_override_outside_range_is_refused():
+    assert refused(variant(broker_ports={1: 70000})).key.startswith("kafka_clusters[1].broker_ports")
+
+
+def test_overlapping_ports_on_one_ip_are_refused():
+    error = refused(variant(broker_ports={1001: 9092}, max_broker_id=10))
+    assert error.key == "kafka_clusters[1].broker_ports.1001"
+    assert "broker 2" in error.problem
+
+
+def test_control_plane_listener_inside_a_broker_port_range_is_refused():
+    error = refused(variant(top_xds={"listen": "127.0.0.11:9095"}))
+    assert error.key == "xds.listen"
+    assert "kafka-b" in error.problem
+
+
+def test_cluster_without_a_source_is_refused():
+    error = refused(variant(static=None))
+    assert error.key == "kafka_clusters[1]"
+    assert "exactly one source" in error.problem
+
+
+def test_cluster_with_two_sources_is_refused():
+    error = refused(variant(zookeeper={"hosts": "127.0.0.1:2181"}))
+    assert error.key == "kafka_clusters[1]"
+    assert "static, zookeeper" in error.problem
+
+
+def test_missing_upstream_tls_must_be_explicit():
+    error = refused(variant(top_upstream_tls=None))
+    assert error.key == "kafka_clusters[0].upstream_tls"
+    assert "null for plain TCP" in error.problem
+
+
+def test_null_upstream_tls_means_plain_tcp():
+    config = parse_config({**VALID, "upstream_tls": None})
+    assert config.tls_for(config.kafka_clusters[0]) is None
+
+
+def test_cluster_upstream_tls_overrides_the_global_one():
+    own = {"ca_file": "/b/ca.pem", "cert_file": "/b/c.pem", "key_file": "/b/k.pem"}
+    config = parse_config(variant(upstream_tls=own))
+    assert config.tls_for(config.kafka_clusters[1]).ca_file == "/b/ca.pem"  # type: ignore[union-attr]
+    assert config.tls_for(config.kafka_clusters[0]).ca_file == "/etc/ca.pem"  # type: ignore[union-attr]
+    plain = parse_config(
+        variant(upstream_tls=None)
+        | {
+            "kafka_clusters": [
+                VALID["kafka_clusters"][0],
+                {**VALID["kafka_clusters"][1], "upstream_tls": None},
+            ]
+        }
+    )
+    assert plain.tls_for(plain.kafka_clusters[1]) is None
+
+
+def test_idle_timeout_shorter_than_kafkas_is_refused():
+    error = refused(variant(top_sidecar={"idle_timeout_seconds": 60}))
+    assert error.key == "sidecar.idle_timeout_seconds"
+
+
+def test_static_needs_exactly_one_of_file_or_brokers():
+    error = refused(variant(static={"file": "x.yaml", "brokers": []}))
+    assert error.key == "kafka_clusters[1].static"
+
+
+def test_example_config_is_valid():
+    config = load_config(REPO / "config" / "example.yaml")
+    assert config.kafka_clusters[0].name == "kafka-a"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "xds", *args], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+
+
+def test_cli_refuses_a_bad_config_with_exit_2_and_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(variant(loopback_ip="127.0.0.10")))
+    for command in (["check-config", str(path)], ["serve", "--config", str(path)]):
+        result = _cli(*command)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "kafka_clusters[1].loopback_ip" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_cli_refuses_unreadable_and_non_yaml_files(tmp_path):
+    assert _cli("check-config", str(tmp_path / "missing.yaml")).returncode == 2
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kafka_clusters: [\n")
+    result = _cli("check-config", str(broken))
+    assert result.returncode == 2
+    assert "not valid YAML" in result.stderr
+
+
+def test_check_config_prints_the_address_plan(tmp_path):
+    brokers = tmp_path / "brokers.yaml"
+    brokers.write_text(yaml.safe_dump({"brokers": [{"id": 3, "host": "10.0.0.3", "port": 9094}]}))
+    config = variant(static={"file": str(brokers)})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _cli("check-config", str(path), "--plan")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert rows[0] == ["cluster", "broker_id", "loopback_ip", "port", "upstream"]
+    assert ["kafka-a", "1", "127.0.0.10", "9091", "10.0.0.1:9094"] in rows
+    assert ["kafka-b", "3", "127.0.0.11", "9093", "10.0.0.3:9094"] in rows
+
+
+def test_check_config_refuses_a_malformed_static_file(tmp_path):
+    brokers = tmp_path / "brokers.yaml"
+    brokers.write_text(yaml.safe_dump({"brokers": [{"id": 3, "host": "10.0.0.3", "port": 0}]}))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(variant(static={"file": str(brokers)})))
+    result = _cli("check-config", str(path))
+    assert result.returncode == 2
+    assert "kafka_clusters[1].static.file" in result.stderr
+    assert "port" in result.stderr
+
+
+def test_bootstrap_is_valid_for_envoy(tmp_path):
+    from tests.support.envoy import envoy_binary
+
+    result = _cli("bootstrap", "--node-id", "app-1", "--xds", "127.0.0.1:18000", "--xds", "127.0.0.2:18000")
+    assert result.returncode == 0, result.stderr
+    bootstrap = yaml.safe_load(result.stdout)
+    assert bootstrap["node"]["id"] == "app-1"
+    assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(result.stdout)
+    validated = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr

@@ -1,0 +1,374 @@
+"""The pure stages: address plan, removal grace, resources, snapshots, and the controller."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from xds.cache import SnapshotCache
+from xds.config import KafkaCluster, SidecarSettings, UpstreamTls, parse_config
+from xds.controller import Controller
+from xds.debug.render import REDACTED, redact, render_snapshot
+from xds.grace import GraceState
+from xds.plan import BrokerStatus, PlannedBroker, broker_port, plan_cluster
+from xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceBuilder, resource_name
+from xds.snapshot import InconsistentSnapshot, Snapshot
+from xds.topology import Broker, HostPort, SourceState, Topology
+
+TLS = UpstreamTls(ca_file="/etc/ca.pem", cert_file="/etc/client.pem", key_file="/etc/client.key")
+
+
+def cluster(**overrides: Any) -> KafkaCluster:
+    raw = {
+        "name": "kafka-a",
+        "loopback_ip": "127.0.0.10",
+        "port_base": 9090,
+        "upstream_listener": "MESH",
+        "client_listener": "CLIENT",
+        "removal_grace_seconds": 300,
+        "static": {"brokers": []},
+        **overrides,
+    }
+    return parse_config({"upstream_tls": None, "kafka_clusters": [raw]}).kafka_clusters[0]
+
+
+def broker(
+    broker_id: int, mesh: str = "10.0.0.1", client: str | None = None, rack: str | None = "az1"
+) -> Broker:
+    listeners = {"MESH": HostPort(mesh, 9094)}
+    if client is not None:
+        host, port = client.rsplit(":", 1)
+        listeners["CLIENT"] = HostPort(host, int(port))
+    return Broker.create(broker_id, listeners, rack)
+
+
+def synced(*brokers: Broker) -> Topology:
+    return Topology.create("kafka-a", "static", SourceState.SYNCED, brokers)
+
+
+# Address plan -------------------------------------------------------------------------------------
+
+
+def test_broker_port_is_port_base_plus_id_unless_overridden():
+    plain = cluster()
+    assert broker_port(plain, 1) == 9091
+    assert broker_port(plain, 0) == 9090
+    overridden = cluster(broker_ports={1001: 9101}, max_broker_id=10)
+    assert broker_port(overridden, 1001) == 9101
+
+
+def test_broker_id_beyond_the_range_gets_no_port_and_is_skipped_with_reason():
+    small = cluster(max_broker_id=10)
+    plan = plan_cluster(small, synced(broker(1), broker(11)), GraceState(300))
+    assert [planned.broker_id for planned in plan.brokers] == [1]
+    assert plan.skipped[0].broker_id == 11
+    assert "no port" in plan.skipped[0].reason
+
+
+def test_plan_is_deterministic_and_sorted():
+    topology = synced(broker(3), broker(1), broker(2))
+    first = plan_cluster(cluster(), topology, GraceState(300))
+    second = plan_cluster(cluster(), topology, GraceState(300))
+    assert first == second
+    assert [(p.broker_id, str(p.listen)) for p in first.brokers] == [
+        (1, "127.0.0.10:9091"),
+        (2, "127.0.0.10:9092"),
+        (3, "127.0.0.10:9093"),
+    ]
+
+
+def test_broker_without_the_upstream_listener_is_skipped_and_others_kept():
+    odd = Broker.create(2, {"INTERNAL": HostPort("10.0.0.2", 9092)})
+    plan = plan_cluster(cluster(), synced(broker(1), odd), GraceState(300))
+    assert [planned.broker_id for planned in plan.brokers] == [1]
+    assert "no 'MESH' listener" in plan.skipped[0].reason
+    assert "INTERNAL" in plan.skipped[0].reason
+
+
+def test_dns_upstream_is_skipped_with_reason():
+    plan = plan_cluster(cluster(), synced(broker(1, mesh="kafka-0.kafka")), GraceState(300))
+    assert plan.brokers == ()
+    assert "not an IP address" in plan.skipped[0].reason
+
+
+def test_advertised_client_listener_is_checked_against_the_plan():
+    topology = synced(broker(1, client="127.0.0.10:9091"), broker(2, client="10.0.0.2:9092"), broker(3))
+    plan = plan_cluster(cluster(), topology, GraceState(300))
+    assert [planned.broker_id for planned in plan.brokers] == [1, 2, 3]  # served anyway
+    mismatched = {mismatch.broker_id: mismatch for mismatch in plan.mismatches}
+    assert set(mismatched) == {2, 3}
+    assert mismatched[2].advertised == HostPort("10.0.0.2", 9092)
+    assert mismatched[3].advertised is None
+    assert "bypass the sidecar" in mismatched[2].describe()
+
+
+# Removal grace ------------------------------------------------------------------------------------
+
+
+def test_departed_broker_keeps_its_listener_without_endpoint_until_grace_ends():
+    config = cluster(removal_grace_seconds=300)
+    grace = GraceState(300).advance(synced(broker(1), broker(2)), now=1000)
+    grace = grace.advance(synced(broker(1)), now=1010)
+    plan = plan_cluster(config, synced(broker(1)), grace)
+    departed = [planned for planned in plan.brokers if planned.broker_id == 2][0]
+    assert departed.status is BrokerStatus.IN_GRACE
+    assert departed.upstream is None
+    assert departed.remove_at == 1310
+    assert grace.next_deadline == 1310
+    later = grace.advance(synced(broker(1)), now=1311)
+    assert [planned.broker_id for planned in plan_cluster(config, synced(broker(1)), later).brokers] == [1]
+
+
+def test_broker_coming_back_within_grace_is_live_again():
+    grace = GraceState(300).advance(synced(broker(1)), now=0)
+    grace = grace.advance(synced(), now=1)
+    grace = grace.advance(synced(broker(1, mesh="10.0.0.9")), now=2)
+    assert grace.departed == ()
+
+
+def test_stale_topology_is_no_evidence_of_departure():
+    grace = GraceState(300).advance(synced(broker(1)), now=0)
+    stale = Topology.create("kafka-a", "zookeeper", SourceState.STALE, ())
+    assert grace.advance(stale, now=5).departed == ()
+
+
+def test_went_stale_keeps_the_brokers():
+    topology = synced(broker(1), broker(2))
+    stale = topology.went_stale("session lost", now=42.0)
+    assert stale.brokers == topology.brokers
+    assert (stale.state, stale.error, stale.stale_since) == (SourceState.STALE, "session lost", 42.0)
+    assert stale.went_stale("still lost", now=50.0).stale_since == 42.0
+
+
+# Resources ----------------------------------------------------------------------------------------
+
+
+def planned(broker_id: int = 1, upstream: str | None = "10.0.0.1", rack: str | None = "az1") -> PlannedBroker:
+    return PlannedBroker(
+        "kafka-a",
+        broker_id,
+        HostPort("127.0.0.10", 9090 + broker_id),
+        HostPort(upstream, 9094) if upstream else None,
+        rack,
+    )
+
+
+def test_resources_are_named_cluster_slash_broker_id():
+    assert resource_name(planned(7)) == "kafka-a/broker-7"
+
+
+def test_listener_forwards_to_its_cluster_on_the_planned_address():
+    built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
+    listener = built.listener.message.to_dict()
+    assert listener["address"]["socketAddress"] == {"address": "127.0.0.10", "portValue": 9091}
+    proxy = listener["filterChains"][0]["filters"][0]["typedConfig"]
+    assert proxy["cluster"] == "kafka-a/broker-1"
+    assert proxy["idleTimeout"] == "3600s"
+    assert built.listener.references == {"kafka-a/broker-1"}
+
+
+def test_cluster_is_eds_with_mtls_and_kafka_friendly_connection_settings():
+    built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
+    cluster_dict = built.cluster.message.to_dict()
+    assert cluster_dict["type"] == "EDS"
+    assert cluster_dict["edsClusterConfig"]["edsConfig"]["ads"] == {}
+    assert cluster_dict["connectTimeout"] == "5s"
+    assert cluster_dict["upstreamConnectionOptions"]["tcpKeepalive"]["keepaliveTime"] == 60
+    tls = cluster_dict["transportSocket"]["typedConfig"]
+    context = tls["commonTlsContext"]
+    assert context["tlsCertificates"][0]["certificateChain"] == {"filename": "/etc/client.pem"}
+    assert context["tlsCertificates"][0]["privateKey"] == {"filename": "/etc/client.key"}
+    assert context["validationContext"]["trustedCa"] == {"filename": "/etc/ca.pem"}
+    assert "sni" not in tls  # an IP literal is no server name (RFC 6066)
+
+
+def test_sni_is_the_upstream_host_when_it_is_a_name():
+    named = PlannedBroker(
+        "kafka-a", 1, HostPort("127.0.0.10", 9091), HostPort("kafka-0.kafka.svc", 9094), None
+    )
+    built = ResourceBuilder().build([(named, TLS)], SidecarSettings())[0]
+    assert built.cluster.message.to_dict()["transportSocket"]["typedConfig"]["sni"] == "kafka-0.kafka.svc"
+
+
+def test_plain_tcp_cluster_has_no_transport_socket():
+    built = ResourceBuilder().build([(planned(1), None)], SidecarSettings())[0]
+    assert "transportSocket" not in built.cluster.message.to_dict()
+
+
+def test_endpoints_carry_the_rack_as_locality_zone():
+    built = ResourceBuilder().build([(planned(1, rack="euw1-az2"), TLS)], SidecarSettings())[0]
+    assignment = built.endpoints.message.to_dict()
+    group = assignment["endpoints"][0]
+    assert group["locality"] == {"zone": "euw1-az2"}
+    address = group["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
+    assert address == {"address": "10.0.0.1", "portValue": 9094}
+
+
+def test_broker_in_grace_has_no_endpoints():
+    built = ResourceBuilder().build([(planned(1, upstream=None), TLS)], SidecarSettings())[0]
+    assert built.endpoints.message.to_dict().get("endpoints", []) == []
+
+
+def test_moving_a_broker_changes_only_its_endpoints_and_rebuilds_nothing_else():
+    builder = ResourceBuilder()
+    before = builder.build([(planned(1), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
+    after = builder.build([(planned(1, "10.0.0.9"), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
+    assert after[0].listener is before[0].listener
+    assert after[0].cluster is before[0].cluster
+    assert after[0].endpoints.version != before[0].endpoints.version
+    assert after[1] == before[1]
+    built, reused = builder.counts
+    assert (built, reused) == (7, 5)  # 6 first, then only broker 1's endpoints
+
+
+def test_versions_are_content_hashes_stable_across_builders():
+    one = Snapshot.from_brokers(ResourceBuilder().build([(planned(1), TLS)], SidecarSettings()))
+    two = Snapshot.from_brokers(ResourceBuilder().build([(planned(1), TLS)], SidecarSettings()))
+    assert one.versions() == two.versions()
+
+
+# Snapshots ----------------------------------------------------------------------------------------
+
+
+def test_snapshot_refuses_a_listener_without_its_cluster():
+    built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
+    with pytest.raises(InconsistentSnapshot, match="missing clusters"):
+        Snapshot.of([built.listener, built.endpoints])
+
+
+def test_snapshot_refuses_a_name_twice():
+    built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
+    with pytest.raises(InconsistentSnapshot, match="twice"):
+        Snapshot.of([built.cluster, built.cluster, built.endpoints])
+
+
+def test_snapshot_rendering_never_shows_private_key_material():
+    inline = {
+        "privateKey": {"inlineString": "-----BEGIN PRIVATE KEY-----"},
+        "certificateChain": {"filename": "/c"},
+    }
+    assert redact(inline) == {
+        "privateKey": {"inlineString": REDACTED},
+        "certificateChain": {"filename": "/c"},
+    }
+    snapshot = Snapshot.from_brokers(ResourceBuilder().build([(planned(1), TLS)], SidecarSettings()))
+    rendered = render_snapshot(snapshot, type_filter="clusters")
+    assert list(rendered["types"]) == ["clusters"]
+    cluster_json = rendered["types"]["clusters"]["resources"]["kafka-a/broker-1"]["resource"]
+    assert "/etc/client.key" in str(cluster_json)  # paths are not secrets
+
+
+# Controller ---------------------------------------------------------------------------------------
+
+
+async def test_controller_publishes_nothing_until_every_source_synced():
+    config = parse_config(
+        {
+            "upstream_tls": None,
+            "xds": {"debounce_ms": 0},
+            "kafka_clusters": [
+                {
+                    "name": "kafka-a",
+                    "loopback_ip": "127.0.0.10",
+                    "port_base": 9090,
+                    "upstream_listener": "MESH",
+                    "static": {"brokers": []},
+                },
+                {
+                    "name": "kafka-b",
+                    "loopback_ip": "127.0.0.11",
+                    "port_base": 9090,
+                    "upstream_listener": "MESH",
+                    "static": {"brokers": []},
+                },
+            ],
+        }
+    )
+    cache = SnapshotCache()
+    controller = Controller(config, cache)
+    controller.submit(Topology.create("kafka-a", "static", SourceState.SYNCED, [broker(1)]))
+    assert await controller.rebuild() is None
+    assert set(controller.waiting()) == {"kafka-b"}
+    assert cache.snapshot is None
+    controller.submit(Topology.create("kafka-b", "static", SourceState.SYNCED, [broker(1)]))
+    report = await controller.rebuild()
+    assert report is not None and report.published
+    assert cache.snapshot is not None
+    assert set(cache.snapshot.resources(LISTENER_TYPE)) == {"kafka-a/broker-1", "kafka-b/broker-1"}
+
+
+async def test_controller_debounces_a_burst_into_one_publish():
+    config = parse_config(
+        {
+            "upstream_tls": None,
+            "xds": {"debounce_ms": 200},
+            "kafka_clusters": [
+                {
+                    "name": "kafka-a",
+                    "loopback_ip": "127.0.0.10",
+                    "port_base": 9090,
+                    "upstream_listener": "MESH",
+                    "static": {"brokers": []},
+                }
+            ],
+        }
+    )
+    cache = SnapshotCache()
+    controller = Controller(config, cache)
+    task = asyncio.create_task(controller.run())
+    try:
+        for count in range(1, 31):  # a rolling restart: 30 registrations in quick succession
+            controller.submit(synced(*(broker(i, f"10.0.0.{i}") for i in range(1, count + 1))))
+            await asyncio.sleep(0.001)
+        for _ in range(100):
+            if cache.snapshot is not None and len(cache.snapshot.resources(CLUSTER_TYPE)) == 30:
+                break
+            await asyncio.sleep(0.05)
+        assert len(cache.snapshot.resources(ENDPOINT_TYPE)) == 30  # type: ignore[union-attr]
+        assert cache.generation <= 2
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_controller_removes_a_departed_broker_at_its_grace_deadline():
+    now = [1000.0]
+    config = parse_config(
+        {
+            "upstream_tls": None,
+            "xds": {"debounce_ms": 0},
+            "kafka_clusters": [
+                {
+                    "name": "kafka-a",
+                    "loopback_ip": "127.0.0.10",
+                    "port_base": 9090,
+                    "upstream_listener": "MESH",
+                    "removal_grace_seconds": 0.3,
+                    "static": {"brokers": []},
+                }
+            ],
+        }
+    )
+    cache = SnapshotCache()
+    controller = Controller(config, cache, clock=lambda: now[0])
+    controller.submit(synced(broker(1), broker(2)))
+    await controller.rebuild()
+    controller.submit(synced(broker(1)))
+    await controller.rebuild()
+    assert cache.snapshot is not None
+    assert set(cache.snapshot.resources(LISTENER_TYPE)) == {"kafka-a/broker-1", "kafka-a/broker-2"}
+    now[0] += 0.5
+    task = asyncio.create_task(controller.run())
+    try:
+        for _ in range(100):
+            if set(cache.snapshot.resources(LISTENER_TYPE)) == {"kafka-a/broker-1"}:
+                break
+            await asyncio.sleep(0.02)
+        assert set(cache.snapshot.resources(LISTENER_TYPE)) == {"kafka-a/broker-1"}
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
