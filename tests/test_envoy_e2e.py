@@ -148,3 +148,45 @@ async def test_sigterm_ends_streams_and_exits_zero_within_five_seconds(
     assert server.returncode == 0
     assert took < 5, f"shutdown took {took:.2f}s"
     await _answers(9091, "broker-1")  # the sidecar keeps its last config while the control plane is away
+
+
+async def test_rejected_config_keeps_the_last_good_one_and_is_not_resent(
+    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+):
+    broker = await upstreams("broker-1", "127.0.0.21")
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": broker.port}]
+    )
+    config = base_config(certs, [_cluster(brokers_file)])
+    first = await xds_processes(config, name="good")
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    await eventually(lambda: _answers(9091, "broker-1"), what="traffic with the good config")
+    good_version = await _cds_version(envoy)
+    await first.terminate()
+
+    # The operator restarts kafka-xds with a CA path that does not exist on the sidecar: Envoy
+    # cannot load it and rejects the whole CDS update.
+    broken = dict(config, upstream_tls=dict(config["upstream_tls"], ca_file=str(tmp_path / "missing-ca.pem")))
+    second = await xds_processes(broken, name="broken")
+    await eventually(
+        lambda: _stat_at_least(envoy, "cluster_manager.cds.update_rejected", 1), what="a CDS NACK"
+    )
+    await asyncio.sleep(2.0)  # a resend loop would show up as more rejections
+
+    assert await _stat(envoy, "cluster_manager.cds.update_rejected") == 1
+    assert await _cds_version(envoy) == good_version
+    await _answers(9091, "broker-1")  # still on the last good clusters
+    log = second.log_text()
+    assert log.count("sidecar rejected config (NACK)") == 1
+    assert "missing-ca.pem" in log
+
+
+async def _stat_at_least(envoy: Envoy, name: str, value: int) -> bool:
+    return await _stat(envoy, name) >= value
+
+
+async def _cds_version(envoy: Envoy) -> str:
+    dump = await envoy.config_dump(resource="dynamic_active_clusters")
+    versions = {entry["version_info"] for entry in dump["configs"]}
+    assert len(versions) == 1, versions
+    return versions.pop()
