@@ -187,6 +187,23 @@ async def _stat_at_least(envoy: Envoy, name: str, value: int) -> bool:
 
 async def _cds_version(envoy: Envoy) -> str:
     dump = await envoy.config_dump(resource="dynamic_active_clusters")
-    versions = {entry["version_info"] for entry in dump["configs"]}
+    versions: set[str] = {entry["version_info"] for entry in dump["configs"]}
     assert len(versions) == 1, versions
     return versions.pop()
+
+
+async def test_broker_registered_by_dns_name_is_reached_at_its_address_with_the_name_as_sni(
+    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+):
+    broker = await upstreams("broker-1", "127.0.0.1")  # certificate for 127.0.0.1; SNI is seen anyway
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": "localhost", "port": broker.port}]
+    )
+    config = base_config(certs, [_cluster(brokers_file)])
+    await xds_processes(config)
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+
+    await eventually(lambda: _answers(9091, "broker-1"), what="traffic to a broker registered as localhost")
+
+    assert (await envoy.cluster_endpoints())["kafka-a/broker-1"] == [f"127.0.0.1:{broker.port}"]
+    assert broker.server_names[-1] == "localhost"

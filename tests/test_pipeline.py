@@ -12,7 +12,8 @@ from xds.config import KafkaCluster, SidecarSettings, UpstreamTls, parse_config
 from xds.controller import Controller
 from xds.debug.render import REDACTED, redact, render_snapshot
 from xds.grace import GraceState
-from xds.plan import BrokerStatus, PlannedBroker, broker_port, plan_cluster
+from xds.plan import BrokerStatus, PlannedBroker, broker_port, plan_cluster, upstream_names
+from xds.resolve import HostResolver, Resolution
 from xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceBuilder, resource_name
 from xds.snapshot import InconsistentSnapshot, Snapshot
 from xds.topology import Broker, HostPort, SourceState, Topology
@@ -87,10 +88,32 @@ def test_broker_without_the_upstream_listener_is_skipped_and_others_kept():
     assert "INTERNAL" in plan.skipped[0].reason
 
 
-def test_dns_upstream_is_skipped_with_reason():
-    plan = plan_cluster(cluster(), synced(broker(1, mesh="kafka-0.kafka")), GraceState(300))
-    assert plan.brokers == ()
-    assert "not an IP address" in plan.skipped[0].reason
+def test_dns_upstream_uses_its_resolved_address_and_keeps_the_name_for_tls():
+    resolved = {"kafka-0.kafka": Resolution("kafka-0.kafka", "10.0.0.7", 1.0)}
+    plan = plan_cluster(cluster(), synced(broker(1, mesh="kafka-0.kafka")), GraceState(300), resolved)
+    assert plan.brokers[0].upstream == HostPort("10.0.0.7", 9094)
+    assert plan.brokers[0].server_name == "kafka-0.kafka"
+
+
+def test_unresolved_dns_upstream_is_skipped_with_the_lookup_error():
+    failed = {"kafka-0.kafka": Resolution("kafka-0.kafka", None, 1.0, "cannot resolve kafka-0.kafka: nope")}
+    plan = plan_cluster(
+        cluster(), synced(broker(1, mesh="kafka-0.kafka"), broker(2)), GraceState(300), failed
+    )
+    assert [planned.broker_id for planned in plan.brokers] == [2]
+    assert plan.skipped[0].reason == "cannot resolve kafka-0.kafka: nope"
+    assert upstream_names(cluster(), synced(broker(1, mesh="kafka-0.kafka"), broker(2))) == {"kafka-0.kafka"}
+
+
+async def test_resolver_follows_a_name_and_keeps_the_last_answer_when_lookups_fail():
+    now = [0.0]
+    resolver = HostResolver(refresh_seconds=30, timeout_seconds=5, clock=lambda: now[0])
+    answers = await resolver.resolve(["localhost"])
+    assert answers["localhost"].address == "127.0.0.1"
+    assert resolver.next_refresh == 30
+    missing = (await resolver.resolve(["localhost", "no-such-broker.invalid"]))["no-such-broker.invalid"]
+    assert missing.address is None
+    assert "no-such-broker.invalid" in (missing.error or "")
 
 
 def test_advertised_client_listener_is_checked_against_the_plan():
@@ -184,9 +207,14 @@ def test_cluster_is_eds_with_mtls_and_kafka_friendly_connection_settings():
     assert "sni" not in tls  # an IP literal is no server name (RFC 6066)
 
 
-def test_sni_is_the_upstream_host_when_it_is_a_name():
+def test_sni_is_the_brokers_dns_name_when_it_registered_one():
     named = PlannedBroker(
-        "kafka-a", 1, HostPort("127.0.0.10", 9091), HostPort("kafka-0.kafka.svc", 9094), None
+        "kafka-a",
+        1,
+        HostPort("127.0.0.10", 9091),
+        HostPort("10.0.0.7", 9094),
+        None,
+        server_name="kafka-0.kafka.svc",
     )
     built = ResourceBuilder().build([(named, TLS)], SidecarSettings())[0]
     assert built.cluster.message.to_dict()["transportSocket"]["typedConfig"]["sni"] == "kafka-0.kafka.svc"

@@ -64,6 +64,13 @@ class DebugSettings(_Model):
     listen: ListenAddress = "127.0.0.1:19000"
 
 
+class DnsSettings(_Model):
+    """Brokers registered by DNS name are resolved here (EDS needs IPs) and re-resolved periodically."""
+
+    refresh_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+
 class SidecarSettings(_Model):
     """Connection behaviour every sidecar applies to broker connections."""
 
@@ -164,6 +171,7 @@ class Config(_Model):
     xds: XdsSettings = XdsSettings()
     debug: DebugSettings = DebugSettings()
     sidecar: SidecarSettings = SidecarSettings()
+    dns: DnsSettings = DnsSettings()
     upstream_tls: UpstreamTls | None = None
     kafka_clusters: list[KafkaCluster] = Field(min_length=1)
 

@@ -17,7 +17,8 @@ from xds.cache import SnapshotCache
 from xds.config import Config
 from xds.grace import GraceState
 from xds.log import event
-from xds.plan import ClusterPlan, plan_cluster
+from xds.plan import ClusterPlan, plan_cluster, upstream_names
+from xds.resolve import HostResolver
 from xds.resources import ResourceBuilder
 from xds.snapshot import Snapshot
 from xds.topology import SourceState, Topology
@@ -48,6 +49,7 @@ class Controller:
         self._cache = cache
         self._clock = clock
         self._builder = ResourceBuilder()
+        self._resolver = HostResolver(config.dns.refresh_seconds, config.dns.timeout_seconds)
         self._topologies: dict[str, Topology] = {
             cluster.name: Topology.create(cluster.name, cluster.source_kind, SourceState.SYNCING)
             for cluster in config.kafka_clusters
@@ -109,27 +111,38 @@ class Controller:
             await self.rebuild()
 
     async def _wait_for_work(self) -> None:
-        deadline = min(
-            (deadline for grace in self._grace.values() if (deadline := grace.next_deadline) is not None),
-            default=None,
-        )
-        if deadline is None:
+        """Until a source changed, a removal-grace deadline passed, or DNS answers are due again."""
+        timeouts = [
+            deadline - self._clock()
+            for grace in self._grace.values()
+            if (deadline := grace.next_deadline) is not None
+        ]
+        if (refresh := self._resolver.next_refresh) is not None:
+            timeouts.append(refresh - time.monotonic())
+        if not timeouts:
             await self._dirty.wait()
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._dirty.wait(), timeout=max(0.0, deadline - self._clock()))
+            await asyncio.wait_for(self._dirty.wait(), timeout=max(0.0, min(timeouts)))
 
     async def rebuild(self) -> BuildReport | None:
         """One pass of the pipeline. Publishes nothing until every source has synced once."""
         if self.waiting():
             return None
         started = time.perf_counter()
+        names = set().union(
+            *(
+                upstream_names(cluster, self._topologies[cluster.name])
+                for cluster in self._config.kafka_clusters
+            )
+        )
+        resolved = await self._resolver.resolve(names)
         now = self._clock()
         plans = {}
         for cluster in self._config.kafka_clusters:
             grace = self._grace[cluster.name].advance(self._topologies[cluster.name], now)
             self._grace[cluster.name] = grace
-            plans[cluster.name] = plan_cluster(cluster, self._topologies[cluster.name], grace)
+            plans[cluster.name] = plan_cluster(cluster, self._topologies[cluster.name], grace, resolved)
         inputs = [
             (planned, self._config.tls_for(cluster))
             for cluster in self._config.kafka_clusters

@@ -7,11 +7,13 @@ the plan: a broker that advertises something else is reachable only around the s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from xds.config import KafkaCluster
 from xds.grace import GraceState
+from xds.resolve import Resolution
 from xds.topology import Broker, HostPort, SkippedRegistration, Topology
 
 
@@ -25,10 +27,11 @@ class PlannedBroker:
     cluster: str
     broker_id: int
     listen: HostPort  # the loopback address the sidecar listens on for this broker
-    upstream: HostPort | None  # where the sidecar forwards to; None while in grace
+    upstream: HostPort | None  # where the sidecar forwards to (an IP); None while in grace
     rack: str | None
     status: BrokerStatus = BrokerStatus.LIVE
     remove_at: float | None = None
+    server_name: str | None = None  # the broker's DNS name when it registered one: the TLS SNI
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,14 @@ def broker_port(cluster: KafkaCluster, broker_id: int) -> int | None:
     return port if 1 <= port <= 65535 else None
 
 
-def plan_cluster(cluster: KafkaCluster, topology: Topology, grace: GraceState) -> ClusterPlan:
+def plan_cluster(
+    cluster: KafkaCluster,
+    topology: Topology,
+    grace: GraceState,
+    resolved: Mapping[str, Resolution] | None = None,
+) -> ClusterPlan:
+    """Plan one cluster; `resolved` holds the addresses of upstream hosts that are DNS names."""
+    resolved = resolved or {}
     loopback_ip = str(cluster.loopback_ip)
     planned: list[PlannedBroker] = []
     mismatches: list[PlanMismatch] = []
@@ -87,12 +97,24 @@ def plan_cluster(cluster: KafkaCluster, topology: Topology, grace: GraceState) -
                 _skip(cluster, broker, f"no {cluster.upstream_listener!r} listener registered (has: {names})")
             )
             continue
-        if not upstream.is_ip:
-            # EDS endpoints must be IP addresses; resolving names here is a later step of the pipeline.
-            skipped.append(_skip(cluster, broker, f"upstream host {upstream.host!r} is not an IP address"))
-            continue
+        server_name = None
+        if not upstream.is_ip:  # EDS endpoints must be IP addresses: use the name's resolved address
+            resolution = resolved.get(upstream.host)
+            if resolution is None or resolution.address is None:
+                reason = (
+                    resolution.error
+                    if resolution and resolution.error
+                    else f"{upstream.host} not resolved yet"
+                )
+                skipped.append(_skip(cluster, broker, reason))
+                continue
+            server_name, upstream = upstream.host, HostPort(resolution.address, upstream.port)
         listen = HostPort(loopback_ip, port)
-        planned.append(PlannedBroker(cluster.name, broker.broker_id, listen, upstream, broker.rack))
+        planned.append(
+            PlannedBroker(
+                cluster.name, broker.broker_id, listen, upstream, broker.rack, server_name=server_name
+            )
+        )
         if cluster.client_listener is not None:
             advertised = broker.endpoint(cluster.client_listener)
             if advertised != listen:
@@ -115,10 +137,25 @@ def plan_cluster(cluster: KafkaCluster, topology: Topology, grace: GraceState) -
                 gone.broker.rack,
                 BrokerStatus.IN_GRACE,
                 gone.remove_at,
+                server_name=_server_name(gone.broker.endpoint(cluster.upstream_listener)),
             )
         )
     planned.sort(key=lambda broker: broker.broker_id)
     return ClusterPlan(cluster.name, loopback_ip, tuple(planned), tuple(mismatches), tuple(skipped))
+
+
+def _server_name(upstream: HostPort | None) -> str | None:
+    return upstream.host if upstream is not None and not upstream.is_ip else None
+
+
+def upstream_names(cluster: KafkaCluster, topology: Topology) -> set[str]:
+    """The DNS names among the brokers' upstream hosts: what must be resolved before planning."""
+    names = set()
+    for broker in topology.brokers:
+        name = _server_name(broker.endpoint(cluster.upstream_listener))
+        if name is not None:
+            names.add(name)
+    return names
 
 
 def _skip(cluster: KafkaCluster, broker: Broker, reason: str) -> SkippedRegistration:

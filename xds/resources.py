@@ -166,23 +166,14 @@ class ResourceBuilder:
         self, planned: PlannedBroker, tls: UpstreamTls | None, sidecar: SidecarSettings
     ) -> BrokerResources:
         name = resource_name(planned)
-        server_name = _server_name(planned)
+        # SNI only for names: an IP literal is not a valid SNI (RFC 6066, section 3), and the server
+        # name is stable where the IP is not, so a reschedule stays an endpoint-only change.
+        server_name = planned.server_name
         return BrokerResources(
             self._memo.get(_ListenerInputs(name, planned.listen, sidecar.idle_timeout_seconds), _listener),
             self._memo.get(_ClusterInputs(name, server_name, tls, sidecar), _cluster),
             self._memo.get(_EndpointInputs(name, planned.upstream, planned.rack), _endpoints),
         )
-
-
-def _server_name(planned: PlannedBroker) -> str | None:
-    """SNI for the broker's TLS handshake: its upstream host when that is a DNS name.
-
-    An IP literal is not a valid SNI (RFC 6066, section 3), and putting it in the Cluster would make
-    every pod reschedule a cluster change instead of an endpoint change.
-    """
-    if planned.upstream is None or planned.upstream.is_ip:
-        return None
-    return planned.upstream.host
 
 
 def _listener(inputs: _ListenerInputs) -> BuiltResource:
@@ -250,7 +241,6 @@ def _endpoints(inputs: _EndpointInputs) -> BuiltResource:
                     LbEndpoint(
                         endpoint=Endpoint(
                             address=_address(inputs.upstream),
-                            hostname="" if inputs.upstream.is_ip else inputs.upstream.host,
                         )
                     )
                 ],

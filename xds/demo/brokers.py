@@ -55,13 +55,18 @@ class TlsUpstream:
     port: int = 0
     connections: int = 0
     client_subjects: list[str] = field(default_factory=list)
+    server_names: list[str | None] = field(default_factory=list)  # SNI of each handshake
     _server: asyncio.Server | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> TlsUpstream:
+        self.context.sni_callback = self._record_server_name
         self._server = await asyncio.start_server(self._handle, self.host, self.port, ssl=self.context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def _record_server_name(self, _socket: object, server_name: str | None, _context: object) -> None:
+        self.server_names.append(server_name)
 
     async def stop(self) -> None:
         if self._server is not None:
