@@ -207,3 +207,44 @@ async def test_broker_registered_by_dns_name_is_reached_at_its_address_with_the_
 
     assert (await envoy.cluster_endpoints())["kafka-a/broker-1"] == [f"127.0.0.1:{broker.port}"]
     assert broker.server_names[-1] == "localhost"
+
+
+async def test_added_broker_gets_a_listener_and_a_removed_one_leaves_after_its_grace(
+    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+):
+    one = await upstreams("broker-1", "127.0.0.21")
+    two = await upstreams("broker-2", "127.0.0.22")
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": one.port}]
+    )
+    config = base_config(certs, [_cluster(brokers_file)])  # removal grace: 2 s
+    await xds_processes(config)
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    await eventually(lambda: _answers(9091, "broker-1"), what="broker 1")
+
+    both = [
+        {"id": 1, "host": "127.0.0.21", "port": one.port},
+        {"id": 2, "host": "127.0.0.22", "port": two.port},
+    ]
+    write_static_brokers(brokers_file, both)
+    await eventually(lambda: _answers(9092, "broker-2"), what="the new broker's listener")
+    assert await _stat(envoy, "cluster_manager.warming_clusters") == 0
+
+    write_static_brokers(brokers_file, both[:1])
+
+    async def endpoint_gone() -> bool:
+        return (await envoy.cluster_endpoints()).get("kafka-a/broker-2") == []
+
+    await eventually(endpoint_gone, timeout=10, what="broker 2's endpoint removed at once")
+    assert "kafka-a/broker-2" in await envoy.listener_addresses()  # still there during the grace
+
+    async def listener_gone() -> bool:
+        return "kafka-a/broker-2" not in await envoy.listener_addresses()
+
+    await eventually(listener_gone, timeout=15, what="broker 2's listener removed after the grace")
+
+    async def cluster_gone() -> bool:
+        return "kafka-a/broker-2" not in await envoy.cluster_endpoints()
+
+    await eventually(cluster_gone, timeout=10, what="broker 2's cluster removed after its listener")
+    await _answers(9091, "broker-1")
