@@ -95,3 +95,35 @@ async def test_stop_cancels_and_awaits_every_task(tmp_path):
     await application.stop()
     assert all(task.done() for task in tasks)
     assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("source:")]
+
+
+async def test_topology_shows_brokers_as_registered_and_as_planned(app):
+    application, brokers_file = app
+    write_static_brokers(
+        brokers_file,
+        [
+            {
+                "id": 1,
+                "host": "10.0.0.1",
+                "port": 9094,
+                "rack": "az1",
+                "listeners": {"CLIENT": "127.0.0.10:9091"},
+            },
+            {"id": 70000, "host": "10.0.0.2", "port": 9094},
+        ],
+    )
+
+    async def topology() -> Any:
+        status, body = await _get(application, "/debug/topology")
+        cluster = body["clusters"]["kafka-a"]
+        return body if status == 200 and cluster["brokers"] and cluster["loopback_ip"] else None
+
+    body = await eventually(topology, timeout=10, what="a synced topology")
+    cluster = body["clusters"]["kafka-a"]
+    assert cluster["source"]["kind"] == "static"
+    assert cluster["source"]["state"] == "synced"
+    first = cluster["brokers"][0]
+    assert first["planned"] == "127.0.0.10:9091"
+    assert first["upstream"] == "10.0.0.1:9094"
+    assert first["listeners"] == {"CLIENT": "127.0.0.10:9091", "MESH": "10.0.0.1:9094"}
+    assert cluster["skipped"][0]["broker_id"] == 70000

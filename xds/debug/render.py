@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from xds.plan import BrokerStatus, ClusterPlan, PlannedBroker
 from xds.resources import SHORT_TYPE_NAMES
 from xds.snapshot import Snapshot
+from xds.topology import Topology
 
 _SECRET_KEYS = frozenset(
     {"privateKey", "private_key", "inlineBytes", "inline_bytes", "inlineString", "inline_string"}
@@ -48,4 +52,59 @@ def render_snapshot(
     return {
         "versions": {SHORT_TYPE_NAMES.get(t, t): v for t, v in snapshot.versions().items()},
         "types": types,
+    }
+
+
+def render_topology(
+    topologies: Mapping[str, Topology],
+    plans: Mapping[str, ClusterPlan],
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Per Kafka cluster: source state, brokers as registered and as planned, mismatches, skips."""
+    now = clock()
+    clusters: dict[str, Any] = {}
+    for name, topology in topologies.items():
+        plan = plans.get(name)
+        planned = {broker.broker_id: broker for broker in plan.brokers} if plan else {}
+        brokers = []
+        for broker in topology.brokers:
+            entry: dict[str, Any] = {
+                "id": broker.broker_id,
+                "rack": broker.rack,
+                "listeners": {listener: str(endpoint) for listener, endpoint in broker.listeners},
+                "registered_at_ms": broker.registered_at_ms,
+            }
+            if broker.broker_id in planned:
+                entry.update(_planned(planned[broker.broker_id]))
+            brokers.append(entry)
+        in_grace = [_planned(broker) for broker in planned.values() if broker.status is BrokerStatus.IN_GRACE]
+        clusters[name] = {
+            "source": {
+                "kind": topology.source_kind,
+                "state": topology.state.value,
+                "stale_since": topology.stale_since,
+                "stale_seconds": round(now - topology.stale_since, 1) if topology.stale_since else None,
+                "error": topology.error,
+                "cluster_id": topology.cluster_id,
+            },
+            "loopback_ip": plan.loopback_ip if plan else None,
+            "brokers": brokers,
+            "in_removal_grace": in_grace,
+            "plan_mismatches": [mismatch.describe() for mismatch in plan.mismatches] if plan else [],
+            "skipped": [
+                {"where": skip.where, "broker_id": skip.broker_id, "reason": skip.reason}
+                for skip in (plan.skipped if plan else topology.skipped)
+            ],
+        }
+    return {"clusters": clusters}
+
+
+def _planned(broker: PlannedBroker) -> dict[str, Any]:
+    return {
+        "id": broker.broker_id,
+        "planned": str(broker.listen),
+        "upstream": str(broker.upstream) if broker.upstream else None,
+        "server_name": broker.server_name,
+        "status": broker.status.value,
+        "remove_at": broker.remove_at,
     }

@@ -10,7 +10,7 @@ from aiohttp import web
 from xds.cache import SnapshotCache
 from xds.config import DebugSettings, parse_listen
 from xds.controller import Controller
-from xds.debug.render import render_snapshot
+from xds.debug.render import render_snapshot, render_topology
 from xds.log import event
 from xds.server import AdsServer
 
@@ -33,6 +33,7 @@ class DebugServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/debug/snapshot", self._snapshot)
+        app.router.add_get("/debug/topology", self._topology)
         return app
 
     async def start(self) -> None:
@@ -74,3 +75,6 @@ class DebugServer:
             snapshot, type_filter=request.query.get("type"), name_filter=request.query.get("name")
         )
         return web.json_response(body)
+
+    async def _topology(self, request: web.Request) -> web.Response:
+        return web.json_response(render_topology(self._controller.topologies, self._controller.plans))
