@@ -28,6 +28,10 @@ missing=()
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+# Chromium renders the status page in one test; where it cannot be installed that test skips.
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium || echo "setup: chromium could not be installed; the browser test will skip" >&2
+fi
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

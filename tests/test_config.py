@@ -202,9 +202,9 @@ def test_check_config_prints_the_address_plan(tmp_path):
     result = _cli("check-config", str(path), "--plan")
     assert result.returncode == 0, result.stderr
     rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
-    assert rows[0] == ["cluster", "broker_id", "loopback_ip", "port", "upstream"]
-    assert ["kafka-a", "1", "127.0.0.10", "9091", "10.0.0.1:9094"] in rows
-    assert ["kafka-b", "3", "127.0.0.11", "9093", "10.0.0.3:9094"] in rows
+    assert rows[0] == ["cluster", "broker_id", "loopback_ip", "port", "upstream", "status"]
+    assert ["kafka-a", "1", "127.0.0.10", "9091", "10.0.0.1:9094", "live"] in rows
+    assert ["kafka-b", "3", "127.0.0.11", "9093", "10.0.0.3:9094", "live"] in rows
 
 
 def test_check_config_refuses_a_malformed_static_file(tmp_path):

@@ -13,6 +13,7 @@ from xds.config import Config
 from xds.controller import Controller
 from xds.debug.server import DebugServer
 from xds.log import event
+from xds.metrics import Metrics
 from xds.server import AdsServer
 from xds.sources.base import Source
 from xds.sources.static import StaticSource
@@ -34,10 +35,11 @@ class Application:
 
     def __init__(self, config: Config, source_factory: Callable[[Config, str], Source] = make_source) -> None:
         self.config = config
+        self.metrics = Metrics()
         self.cache = SnapshotCache()
-        self.controller = Controller(config, self.cache)
-        self.ads = AdsServer(config.xds, self.cache)
-        self.debug = DebugServer(config.debug, self.controller, self.cache, self.ads)
+        self.controller = Controller(config, self.cache, metrics=self.metrics)
+        self.ads = AdsServer(config.xds, self.cache, self.metrics)
+        self.debug = DebugServer(config, self.controller, self.cache, self.ads, self.metrics)
         self.sources = [source_factory(config, cluster.name) for cluster in config.kafka_clusters]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()

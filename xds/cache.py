@@ -22,19 +22,24 @@ class SnapshotCache:
         self._watchers: set[Wake] = set()
         self._clock = clock
         self.published_at: float | None = None
+        self.change_seen_at: float | None = None  # when a source saw the change this snapshot carries
         self.generation = 0
 
     @property
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
 
-    def publish(self, snapshot: Snapshot) -> bool:
-        """Make `snapshot` current; return False (and wake nobody) when nothing changed."""
+    def publish(self, snapshot: Snapshot, change_seen_at: float | None = None) -> bool:
+        """Make `snapshot` current; return False (and wake nobody) when nothing changed.
+
+        `change_seen_at` (on this cache's clock) is when the change was first seen, for the
+        fan-out and convergence latencies."""
         if self._snapshot is not None and self._snapshot.versions() == snapshot.versions():
             return False
         self._snapshot = snapshot
         self.generation += 1
         self.published_at = self._clock()
+        self.change_seen_at = change_seen_at if change_seen_at is not None else self.published_at
         for wake in list(self._watchers):
             wake()
         return True

@@ -15,6 +15,7 @@ from pathlib import Path
 from xds import __version__
 from xds.config import Config, ConfigError, KafkaCluster, load_config, load_static_brokers
 from xds.log import configure
+from xds.plan import ClusterPlan, format_plan_table, plan_rows
 
 EXIT_CONFIG = 2
 
@@ -75,31 +76,29 @@ def _check_static_files(config: Config) -> None:
                 raise ConfigError(f"kafka_clusters[{index}].static.file", str(err)) from None
 
 
-def _plan_rows(cluster: KafkaCluster) -> list[dict[str, object]]:
-    from xds.plan import broker_port
+def _static_plans(config: Config) -> list[ClusterPlan]:
+    """The plan of every static cluster, computed the way the server does (DNS names not resolved)."""
+    from xds.grace import GraceState
+    from xds.plan import plan_cluster
+    from xds.sources.static import brokers_from_static
 
-    if cluster.static is None:
-        return []
-    entries = cluster.static.brokers
-    if entries is None:
-        assert cluster.static.file is not None
-        entries = load_static_brokers(Path(cluster.static.file))
-    return [
-        {
-            "cluster": cluster.name,
-            "broker_id": entry.id,
-            "loopback_ip": str(cluster.loopback_ip),
-            "port": broker_port(cluster, entry.id),
-            "upstream": f"{entry.host}:{entry.port}",
-        }
-        for entry in sorted(entries, key=lambda entry: entry.id)
-    ]
+    plans = []
+    for cluster in config.kafka_clusters:
+        if cluster.static is None:
+            continue
+        entries = cluster.static.brokers
+        if entries is None:
+            assert cluster.static.file is not None
+            entries = load_static_brokers(Path(cluster.static.file))
+        topology = brokers_from_static(cluster, entries)
+        plans.append(plan_cluster(cluster, topology, GraceState(cluster.removal_grace_seconds)))
+    return plans
 
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _check_static_files(config)
-    rows = [row for cluster in config.kafka_clusters for row in _plan_rows(cluster)]
+    plans = {plan.cluster: plan for plan in _static_plans(config)}
     if args.json:
         clusters = [
             {
@@ -107,7 +106,7 @@ def _check_config(args: argparse.Namespace) -> int:
                 "source": cluster.source_kind,
                 "loopback_ip": str(cluster.loopback_ip),
                 "port_rule": _port_rule(cluster),
-                "brokers": [row for row in rows if row["cluster"] == cluster.name],
+                "brokers": plan_rows([plans[cluster.name]]) if cluster.name in plans else [],
             }
             for cluster in config.kafka_clusters
         ]
@@ -119,10 +118,10 @@ def _check_config(args: argparse.Namespace) -> int:
             tls = "mTLS" if config.tls_for(cluster) else "PLAIN TCP"
             source = f"{cluster.source_kind} source"
             print(f"  {cluster.name}: {source}, {cluster.loopback_ip}, {_port_rule(cluster)}, {tls}")
+            for skipped in plans[cluster.name].skipped if cluster.name in plans else ():
+                print(f"    skipped {skipped.where}: {skipped.reason}")
         print()
-    print("cluster\tbroker_id\tloopback_ip\tport\tupstream")
-    for row in rows:
-        print("\t".join(str(row[key]) for key in ("cluster", "broker_id", "loopback_ip", "port", "upstream")))
+    sys.stdout.write(format_plan_table(plan_rows(plans.values())))
     return 0
 
 

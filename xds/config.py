@@ -61,7 +61,8 @@ class XdsSettings(_Model):
 
 
 class DebugSettings(_Model):
-    listen: ListenAddress = "127.0.0.1:19000"
+    listen: ListenAddress = "127.0.0.1:19000"  # loopback by default: it shows the whole topology
+    token_file: str | None = None  # a bearer token required for everything but /healthz and /readyz
 
 
 class DnsSettings(_Model):

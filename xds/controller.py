@@ -17,6 +17,7 @@ from xds.cache import SnapshotCache
 from xds.config import Config
 from xds.grace import GraceState
 from xds.log import event
+from xds.metrics import Metrics
 from xds.plan import ClusterPlan, plan_cluster, upstream_names
 from xds.resolve import HostResolver
 from xds.resources import ResourceBuilder
@@ -44,6 +45,7 @@ class Controller:
         config: Config,
         cache: SnapshotCache,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self._cache = cache
@@ -60,6 +62,8 @@ class Controller:
         self._plans: dict[str, ClusterPlan] = {}
         self._dirty = asyncio.Event()
         self._dirty.set()
+        self._change_seen_at: float | None = None  # monotonic; the oldest change not yet published
+        self._metrics = metrics or Metrics()
         self.last_build: BuildReport | None = None
 
     @property
@@ -97,7 +101,11 @@ class Controller:
                 brokers=len(topology.brokers),
                 error=topology.error,
             )
+        if topology.error is not None and topology.error != previous.error:
+            self._metrics.source_errors.labels(topology.cluster).inc()
         self._topologies[topology.cluster] = topology
+        if self._change_seen_at is None:
+            self._change_seen_at = time.monotonic()
         self._dirty.set()
 
     async def run(self) -> None:
@@ -155,10 +163,14 @@ class Controller:
             snapshot = Snapshot.from_brokers(brokers)
         except Exception as err:  # a bug or an input we did not foresee: keep serving the last snapshot
             event(log, logging.ERROR, "snapshot build failed; keeping the last snapshot", error=repr(err))
+            self._metrics.snapshot_build_failures.inc()
             self.last_build = BuildReport(now, time.perf_counter() - started, 0, 0, False, repr(err))
             return self.last_build
         self._plans = plans
-        published = self._cache.publish(snapshot)
+        seen_at, self._change_seen_at = self._change_seen_at, None
+        published = self._cache.publish(snapshot, seen_at)
+        self._metrics.snapshot_build_seconds.observe(time.perf_counter() - started)
+        self._metrics.record_plans(plans.values())
         built, reused = self._builder.counts
         self.last_build = BuildReport(
             now, time.perf_counter() - started, built - built_before, reused - reused_before, published

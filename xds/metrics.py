@@ -6,7 +6,13 @@ the debug server exposes exactly one.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from xds.plan import BrokerStatus, ClusterPlan
+from xds.topology import SourceState, Topology
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -36,9 +42,9 @@ class Metrics:
         self.brokers = Gauge(
             "kafka_xds_brokers", "Brokers by cluster and state", ["cluster", "state"], registry=r
         )
-        self.skipped_registrations = Counter(
+        self.skipped_registrations = Gauge(
             "kafka_xds_skipped_registrations",
-            "Broker registrations skipped as malformed or unusable",
+            "Broker registrations skipped now as malformed or unusable",
             ["cluster"],
             registry=r,
         )
@@ -77,3 +83,20 @@ class Metrics:
             "Snapshot builds that failed (the last good one was kept)",
             registry=r,
         )
+
+    def record_plans(self, plans: Iterable[ClusterPlan]) -> None:
+        for plan in plans:
+            live = sum(1 for broker in plan.brokers if broker.status is BrokerStatus.LIVE)
+            self.brokers.labels(plan.cluster, "live").set(live)
+            self.brokers.labels(plan.cluster, "in_grace").set(len(plan.brokers) - live)
+            self.skipped_registrations.labels(plan.cluster).set(len(plan.skipped))
+            self.plan_mismatches.labels(plan.cluster).set(len(plan.mismatches))
+
+    def record_sources(self, topologies: Mapping[str, Topology], now: float | None = None) -> None:
+        """Source states and staleness; called right before each scrape so staleness is current."""
+        now = time.time() if now is None else now
+        for name, topology in topologies.items():
+            for state in SourceState:
+                self.source_state.labels(name, state.value).set(1 if topology.state is state else 0)
+            stale = now - topology.stale_since if topology.stale_since is not None else 0.0
+            self.source_staleness_seconds.labels(name).set(max(0.0, stale))

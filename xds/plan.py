@@ -7,7 +7,7 @@ the plan: a broker that advertises something else is reachable only around the s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -160,3 +160,28 @@ def upstream_names(cluster: KafkaCluster, topology: Topology) -> set[str]:
 
 def _skip(cluster: KafkaCluster, broker: Broker, reason: str) -> SkippedRegistration:
     return SkippedRegistration(f"{cluster.name}/broker-{broker.broker_id}", reason, broker.broker_id)
+
+
+PLAN_COLUMNS = ("cluster", "broker_id", "loopback_ip", "port", "upstream", "status")
+
+
+def plan_rows(plans: Iterable[ClusterPlan]) -> list[dict[str, str | int]]:
+    """The plan as rows a broker start-up script can read: which address each broker advertises."""
+    return [
+        {
+            "cluster": broker.cluster,
+            "broker_id": broker.broker_id,
+            "loopback_ip": broker.listen.host,
+            "port": broker.listen.port,
+            "upstream": str(broker.upstream) if broker.upstream else "-",
+            "status": broker.status.value,
+        }
+        for plan in plans
+        for broker in plan.brokers
+    ]
+
+
+def format_plan_table(rows: Iterable[Mapping[str, str | int]]) -> str:
+    lines = ["\t".join(PLAN_COLUMNS)]
+    lines.extend("\t".join(str(row[column]) for column in PLAN_COLUMNS) for row in rows)
+    return "\n".join(lines) + "\n"

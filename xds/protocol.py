@@ -49,6 +49,12 @@ class Nack:
     at: float
 
 
+class SyncState(Enum):
+    IN_SYNC = "in_sync"  # every requested type ACKed at what the current snapshot says
+    PENDING = "pending"  # a response awaits its ACK, or a change is yet to be sent
+    NACKED = "nacked"  # the sidecar rejected our latest response of some type
+
+
 class RequestKind(Enum):
     FIRST = "first"  # the client has no response of this type on this stream (empty nonce)
     ACK = "ack"
@@ -131,6 +137,20 @@ class StreamProtocol:
     def snapshot_changed(self, snapshot: Snapshot | None) -> list[Response]:
         """A new snapshot was published: return what this stream must now be sent."""
         return self._pump(snapshot)
+
+    def sync_state(self, snapshot: Snapshot | None) -> SyncState:
+        """Where this sidecar stands against `snapshot`, for operators (does not change any state)."""
+        requested = [state for state in self.types.values() if state.requested]
+        if any(state.rejected for state in requested):
+            return SyncState.NACKED
+        if snapshot is None:
+            return SyncState.PENDING
+        for state in requested:
+            if state.awaiting_ack or state.acked_version != set_version(
+                self._desired(state, snapshot).values()
+            ):
+                return SyncState.PENDING
+        return SyncState.IN_SYNC
 
     def _classify(self, state: TypeState, request: DiscoveryRequest) -> RequestKind:
         if not request.response_nonce:

@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from grpc import aio
 from xds.cache import SnapshotCache
 from xds.config import XdsSettings, parse_listen
 from xds.log import event
+from xds.metrics import Metrics
 from xds.protocol import Response, StreamProtocol
 from xds.resources import SHORT_TYPE_NAMES
 
@@ -45,6 +45,8 @@ class StreamInfo:
     protocol: StreamProtocol = field(default_factory=StreamProtocol)
     inbox: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     wake_pending: bool = False
+    # type URL -> (nonce, when the change it carries was seen) of the response awaiting its ACK
+    change_seen_at: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def node_id(self) -> str:
@@ -67,24 +69,23 @@ class StreamInfo:
             self.inbox.put_nowait(_WAKE)
 
 
-@dataclass
-class AdsStats:
-    responses: Counter[str] = field(default_factory=Counter)  # by short type name
-    acks: Counter[str] = field(default_factory=Counter)
-    nacks: Counter[str] = field(default_factory=Counter)
-    streams_total: int = 0
-    streams_refused: int = 0
-
-
 class AdsServer:
-    def __init__(self, settings: XdsSettings, cache: SnapshotCache, identifier: str = "kafka-xds") -> None:
+    def __init__(
+        self,
+        settings: XdsSettings,
+        cache: SnapshotCache,
+        metrics: Metrics | None = None,
+        identifier: str = "kafka-xds",
+    ) -> None:
         self._settings = settings
         self._cache = cache
+        self._metrics = metrics or Metrics()
+        self._fanout_pending: set[int] = set()  # streams yet to handle the latest publish
+        self._unwatch = cache.watch(self._published)
         self._control_plane = ControlPlane(identifier=identifier)
         self._server: aio.Server | None = None
         self._ids = itertools.count(1)
         self.streams: dict[int, StreamInfo] = {}
-        self.stats = AdsStats()
         self.port: int | None = None
         self._encoded: dict[tuple[str, str], bytes] = {}
 
@@ -134,6 +135,7 @@ class AdsServer:
             stream.inbox.put_nowait(_END)
         await self._server.stop(self._settings.shutdown_grace_seconds if grace is None else grace)
         self._server = None
+        self._unwatch()
 
     async def _delta_aggregated_resources(
         self, request_iterator: AsyncIterator[bytes], context: aio.ServicerContext[bytes, bytes]
@@ -149,15 +151,20 @@ class AdsServer:
         context: aio.ServicerContext[DiscoveryRequest, bytes],
     ) -> AsyncIterator[bytes]:
         if len(self.streams) >= self._settings.max_concurrent_streams:
-            self.stats.streams_refused += 1
+            event(
+                log,
+                logging.WARNING,
+                "stream refused: at the stream limit",
+                peer=context.peer(),
+                limit=self._settings.max_concurrent_streams,
+            )
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"this kafka-xds serves at most {self._settings.max_concurrent_streams} streams",
             )
         stream = StreamInfo(next(self._ids), context.peer(), time.time())
         self.streams[stream.stream_id] = stream
-        self.stats.streams_total += 1
-        unwatch = self._cache.watch(stream.wake)
+        self._metrics.streams.set(len(self.streams))
         reader = asyncio.create_task(self._read(request_iterator, stream))
         event(log, logging.INFO, "stream opened", stream=stream.stream_id, peer=stream.peer)
         try:
@@ -174,15 +181,37 @@ class AdsServer:
                     assert isinstance(item, DiscoveryRequest)
                     responses = self._receive(stream, item)
                 for response in responses:
-                    self.stats.responses[SHORT_TYPE_NAMES.get(response.type_url, response.type_url)] += 1
+                    self._metrics.pushes.labels(
+                        SHORT_TYPE_NAMES.get(response.type_url, response.type_url)
+                    ).inc()
+                    if self._cache.change_seen_at is not None:
+                        stream.change_seen_at[response.type_url] = (
+                            response.nonce,
+                            self._cache.change_seen_at,
+                        )
                     yield self._encode(response)
+                if item is _WAKE:
+                    self._fanned_out(stream.stream_id)
         finally:
-            unwatch()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             del self.streams[stream.stream_id]
+            self._metrics.streams.set(len(self.streams))
+            self._fanned_out(stream.stream_id)
             event(log, logging.INFO, "stream closed", stream=stream.stream_id, node=stream.node_id)
+
+    def _published(self) -> None:
+        """A new snapshot: wake every stream, and time how long until all of them have handled it."""
+        self._fanout_pending = set(self.streams)
+        for stream in self.streams.values():
+            stream.wake()
+
+    def _fanned_out(self, stream_id: int) -> None:
+        if stream_id in self._fanout_pending:
+            self._fanout_pending.discard(stream_id)
+            if not self._fanout_pending and self._cache.change_seen_at is not None:
+                self._metrics.fanout_seconds.observe(time.monotonic() - self._cache.change_seen_at)
 
     def _receive(self, stream: StreamInfo, request: DiscoveryRequest) -> list[Response]:
         state = stream.protocol.types.get(request.type_url)
@@ -191,8 +220,9 @@ class AdsServer:
         responses = stream.protocol.receive(request, self._cache.snapshot, time.time())
         if state is not None and was_awaiting and not state.awaiting_ack:
             name = SHORT_TYPE_NAMES[request.type_url]
+            nonce, seen_at = stream.change_seen_at.pop(request.type_url, ("", None))
             if state.nack is not nack_before and state.nack is not None:
-                self.stats.nacks[name] += 1
+                self._metrics.nacks.labels(name).inc()
                 event(
                     log,
                     logging.WARNING,
@@ -204,7 +234,9 @@ class AdsServer:
                     error=state.nack.message,
                 )
             else:
-                self.stats.acks[name] += 1
+                self._metrics.acks.labels(name).inc()
+                if seen_at is not None and nonce == request.response_nonce:
+                    self._metrics.convergence_seconds.observe(time.monotonic() - seen_at)
         return responses
 
     async def _read(self, request_iterator: AsyncIterator[DiscoveryRequest], stream: StreamInfo) -> None:

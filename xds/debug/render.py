@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from xds.plan import BrokerStatus, ClusterPlan, PlannedBroker
 from xds.resources import SHORT_TYPE_NAMES
+from xds.server import StreamInfo
 from xds.snapshot import Snapshot
 from xds.topology import Topology
 
@@ -34,25 +36,77 @@ def redact(value: Any, inside_secret: bool = False) -> Any:
     return value
 
 
-def render_snapshot(
+def render_snapshot_chunks(
     snapshot: Snapshot, type_filter: str | None = None, name_filter: str | None = None
-) -> dict[str, Any]:
-    """Every resource as JSON, by type; `type_filter` takes a type URL or its short name."""
-    types: dict[str, Any] = {}
+) -> Iterator[str]:
+    """The snapshot as JSON text in pieces, one resource at a time, so large snapshots stream.
+
+    `type_filter` takes a type URL or its short name (clusters, endpoints, listeners)."""
+    versions = {
+        SHORT_TYPE_NAMES.get(type_url, type_url): version for type_url, version in snapshot.versions().items()
+    }
+    yield '{"versions":' + json.dumps(versions) + ',"types":{'
+    first_type = True
     for type_url, typed in snapshot.by_type.items():
         short = SHORT_TYPE_NAMES.get(type_url, type_url)
         if type_filter and type_filter not in (type_url, short):
             continue
-        resources = {
-            name: {"version": resource.version, "resource": redact(resource.message.to_dict())}
-            for name, resource in typed.resources.items()
-            if not name_filter or name == name_filter
-        }
-        types[short] = {"type_url": type_url, "version": typed.version, "resources": resources}
-    return {
-        "versions": {SHORT_TYPE_NAMES.get(t, t): v for t, v in snapshot.versions().items()},
-        "types": types,
-    }
+        yield ("" if first_type else ",") + json.dumps(short) + ":"
+        yield '{"type_url":' + json.dumps(type_url) + ',"version":' + json.dumps(typed.version)
+        yield ',"resources":{'
+        first_type, first_resource = False, True
+        for name, resource in typed.resources.items():
+            if name_filter and name != name_filter:
+                continue
+            body = {"version": resource.version, "resource": redact(resource.message.to_dict())}
+            yield ("" if first_resource else ",") + json.dumps(name) + ":" + json.dumps(body)
+            first_resource = False
+        yield "}}"
+    yield "}}"
+
+
+def render_snapshot(
+    snapshot: Snapshot, type_filter: str | None = None, name_filter: str | None = None
+) -> Any:
+    return json.loads("".join(render_snapshot_chunks(snapshot, type_filter, name_filter)))
+
+
+def render_streams(streams: Iterable[StreamInfo], snapshot: Snapshot | None) -> dict[str, Any]:
+    """Every connected sidecar and, per type, where its subscription and ACKs stand."""
+    rendered = []
+    for stream in streams:
+        node = stream.protocol.node
+        types = {}
+        for type_url, state in stream.protocol.types.items():
+            if not state.requested:
+                continue
+            nack = state.nack
+            types[SHORT_TYPE_NAMES.get(type_url, type_url)] = {
+                "wildcard": state.wildcard,
+                "subscribed": sorted(state.names),
+                "sent_version": state.sent_version,
+                "sent_nonce": state.sent_nonce,
+                "awaiting_ack": state.awaiting_ack,
+                "acked_version": state.acked_version,
+                "rejected": state.rejected,
+                "last_nack": None
+                if nack is None
+                else {"version": nack.version, "error": nack.message, "code": nack.code, "at": nack.at},
+            }
+        rendered.append(
+            {
+                "stream_id": stream.stream_id,
+                "node_id": stream.node_id,
+                "node_cluster": node.cluster if node else "",
+                "envoy_version": stream.envoy_version,
+                "peer": stream.peer,
+                "connected_at": stream.connected_at,
+                "sync": stream.protocol.sync_state(snapshot).value,
+                "types": types,
+                "ignored_types": sorted(stream.protocol.ignored_types),
+            }
+        )
+    return {"streams": rendered}
 
 
 def render_topology(

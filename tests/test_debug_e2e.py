@@ -1,0 +1,230 @@
+"""The operator's view against a running server with a real Envoy connected."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import base_config, write_static_brokers
+from tests.support.wait import eventually
+from tests.test_envoy_e2e import _answers, _cluster, _stat_at_least
+from xds.demo.brokers import Certs
+
+pytestmark = pytest.mark.envoy
+
+
+async def _started(tmp_path: Path, certs: Certs, upstreams, envoys, xds_processes, **overrides: Any):
+    broker = await upstreams("broker-1", "127.0.0.21")
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml",
+        [
+            {
+                "id": 1,
+                "host": "127.0.0.21",
+                "port": broker.port,
+                "rack": "az1",
+                "listeners": {"CLIENT": "10.9.9.9:9092"},
+            }
+        ],
+    )
+    config = base_config(certs, [_cluster(brokers_file, client_listener="CLIENT")], **overrides)
+    server = await xds_processes(config)
+    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    await eventually(lambda: _answers(9091, "broker-1"), what="traffic through the sidecar")
+    return config, server, envoy
+
+
+def _metrics(text: str) -> dict[str, float]:
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{key}={value}" for key, value in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}"] = sample.value
+    return values
+
+
+async def test_streams_show_the_connected_envoy_in_sync(tmp_path, certs, upstreams, envoys, xds_processes):
+    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+
+    async def in_sync() -> Any:
+        _, body = await server.get("/debug/streams")
+        streams = body["streams"]
+        return streams if streams and streams[0]["sync"] == "in_sync" else None
+
+    streams = await eventually(in_sync, what="the sidecar in sync")
+    stream = streams[0]
+    assert stream["node_id"] == "app-1"
+    assert stream["node_cluster"] == "kafka-clients"
+    assert stream["envoy_version"] == "1.40.0"
+    assert stream["peer"].startswith("ipv4:127.0.0.1:")
+    _, snapshot = await server.get("/debug/snapshot")
+    assert stream["types"]["clusters"]["acked_version"] == snapshot["versions"]["clusters"]
+    assert stream["types"]["listeners"]["acked_version"] == snapshot["versions"]["listeners"]
+    assert stream["types"]["endpoints"]["subscribed"] == ["kafka-a/broker-1"]
+    status, one = await server.get("/debug/streams?node=app-1")
+    assert status == 200
+    assert len(one["streams"]) == 1
+    assert (await server.get("/debug/streams?node=nobody"))[0] == 404
+
+
+async def test_topology_and_plan_show_brokers_and_mismatches(
+    tmp_path, certs, upstreams, envoys, xds_processes
+):
+    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+    _, topology = await server.get("/debug/topology")
+    cluster = topology["clusters"]["kafka-a"]
+    assert cluster["source"]["state"] == "synced"
+    assert cluster["brokers"][0]["planned"] == "127.0.0.10:9091"
+    assert "advertises 10.9.9.9:9092" in cluster["plan_mismatches"][0]
+    _, plan = await server.get("/debug/plan")
+    assert plan["rows"] == [
+        {
+            "cluster": "kafka-a",
+            "broker_id": 1,
+            "loopback_ip": "127.0.0.10",
+            "port": 9091,
+            "upstream": plan["rows"][0]["upstream"],
+            "status": "live",
+        }
+    ]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.debug_url + "/debug/plan", headers={"Accept": "text/plain"}) as response,
+    ):
+        text = await response.text()
+    assert text.splitlines()[1].startswith("kafka-a\t1\t127.0.0.10\t9091\t")
+
+
+async def test_forced_nack_shows_in_streams_metrics_and_page(
+    tmp_path, certs, upstreams, envoys, xds_processes
+):
+    config, first, envoy = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+    await first.terminate()
+    broken = dict(config, upstream_tls=dict(config["upstream_tls"], ca_file=str(tmp_path / "missing-ca.pem")))
+    server = await xds_processes(broken, name="broken")
+    await eventually(lambda: _stat_at_least(envoy, "cluster_manager.cds.update_rejected", 1), what="a NACK")
+
+    async def nacked() -> Any:
+        _, body = await server.get("/debug/streams?node=app-1")
+        return body["streams"][0] if body["streams"][0]["sync"] == "nacked" else None
+
+    stream = await eventually(nacked, what="the NACK in /debug/streams")
+    clusters = stream["types"]["clusters"]
+    assert clusters["rejected"]
+    assert "missing-ca.pem" in clusters["last_nack"]["error"]
+    assert clusters["acked_version"] != clusters["sent_version"]
+
+    status, text = await server.get("/metrics")
+    assert status == 200
+    metrics = _metrics(text)
+    assert metrics["kafka_xds_nacks_total{type=clusters}"] == 1
+    assert metrics["kafka_xds_pushes_total{type=clusters}"] >= 1
+    assert metrics["kafka_xds_connected_streams{}"] == 1
+    assert metrics["kafka_xds_brokers{cluster=kafka-a,state=live}"] == 1
+    assert metrics["kafka_xds_plan_mismatches{cluster=kafka-a}"] == 1
+    assert metrics["kafka_xds_source_state{cluster=kafka-a,state=synced}"] == 1
+    assert metrics["kafka_xds_snapshot_build_seconds_count{}"] >= 1
+
+    _, page = await server.get("/")
+    assert "rejecting config (NACK): 1" in page
+    assert "missing-ca.pem" in page
+
+
+async def test_metrics_count_pushes_acks_and_convergence(tmp_path, certs, upstreams, envoys, xds_processes):
+    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+
+    async def converged() -> Any:
+        metrics = _metrics((await server.get("/metrics"))[1])
+        return metrics if metrics.get("kafka_xds_acks_total{type=listeners}", 0) >= 1 else None
+
+    metrics = await eventually(converged, what="ACKs counted")
+    assert metrics["kafka_xds_acks_total{type=clusters}"] >= 1
+    assert metrics["kafka_xds_acks_total{type=endpoints}"] >= 1
+    assert metrics["kafka_xds_convergence_seconds_count{}"] >= 3
+    assert metrics["kafka_xds_push_fanout_seconds_count{}"] >= 0
+    assert metrics.get("kafka_xds_nacks_total{type=clusters}", 0) == 0
+
+
+async def test_token_protects_everything_but_health(tmp_path, certs, upstreams, envoys, xds_processes):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    _, server, _ = await _started(
+        tmp_path,
+        certs,
+        upstreams,
+        envoys,
+        xds_processes,
+        debug={"listen": f"127.0.0.1:{_free()}", "token_file": str(token_file)},
+    )
+    assert (await server.get("/healthz"))[0] == 200
+    assert (await server.get("/readyz"))[0] == 200
+    assert (await server.get("/debug/topology"))[0] == 401
+    assert (await server.get("/metrics"))[0] == 401
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            server.debug_url + "/debug/topology", headers={"Authorization": "Bearer s3cret"}
+        ) as response,
+    ):
+        assert response.status == 200
+
+
+def _free() -> int:
+    from tests.support.wait import free_port
+
+    return free_port()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def test_status_page_renders_in_a_real_browser(tmp_path, certs, upstreams, envoys, xds_processes):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium); the page is still tested as HTML above"
+        )
+    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+
+    async def in_sync() -> bool:
+        _, body = await server.get("/debug/streams")
+        return bool(body["streams"]) and body["streams"][0]["sync"] == "in_sync"
+
+    await eventually(in_sync, what="the sidecar in sync")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]
+    screenshot = tmp_path / "status-page.png"
+    _, shot_err = await _run(
+        browser, *flags, f"--screenshot={screenshot}", "--window-size=430,1200", server.debug_url + "/"
+    )
+    assert screenshot.exists(), shot_err[-2000:]
+    assert screenshot.stat().st_size > 5000
+    dom, _ = await _run(browser, *flags, "--dump-dom", server.debug_url + "/")
+    assert "kafka-a" in dom
+    assert "127.0.0.10:9091" in dom
+    assert "app-1" in dom
+    assert "in sync: 1" in dom
+
+
+async def _run(*command: str) -> tuple[str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
+    return stdout.decode(errors="replace"), stderr.decode(errors="replace")
