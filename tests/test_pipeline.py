@@ -116,6 +116,16 @@ async def test_resolver_follows_a_name_and_keeps_the_last_answer_when_lookups_fa
     assert "no-such-broker.invalid" in (missing.error or "")
 
 
+def test_upstream_port_replaces_the_registered_port_on_the_upstream_host():
+    mesh_advertises_loopback = Broker.create(
+        1, {"INTERNAL": HostPort("10.0.0.1", 9092), "MESH": HostPort("127.0.0.10", 9091)}
+    )
+    config = cluster(upstream_listener="INTERNAL", upstream_port=9094, client_listener="MESH")
+    plan = plan_cluster(config, synced(mesh_advertises_loopback), GraceState(300))
+    assert plan.brokers[0].upstream == HostPort("10.0.0.1", 9094)
+    assert plan.mismatches == ()
+
+
 def test_advertised_client_listener_is_checked_against_the_plan():
     topology = synced(broker(1, client="127.0.0.10:9091"), broker(2, client="10.0.0.2:9092"), broker(3))
     plan = plan_cluster(cluster(), topology, GraceState(300))

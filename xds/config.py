@@ -144,6 +144,9 @@ class KafkaCluster(_Model):
     max_broker_id: int | None = Field(default=None, ge=0)
     broker_ports: dict[int, Port] = Field(default_factory=dict)  # broker id -> port, overrides port_base
     upstream_listener: str = Field(min_length=1)
+    # Sidecars connect to this port on the upstream listener's host, instead of that listener's own
+    # port: for brokers whose sidecar-facing listener advertises the loopback plan address (see README).
+    upstream_port: Port | None = None
     client_listener: str | None = None
     removal_grace_seconds: float = Field(default=300.0, ge=0)
     upstream_tls: UpstreamTls | None = None

@@ -97,6 +97,8 @@ def plan_cluster(
                 _skip(cluster, broker, f"no {cluster.upstream_listener!r} listener registered (has: {names})")
             )
             continue
+        if cluster.upstream_port is not None:
+            upstream = HostPort(upstream.host, cluster.upstream_port)
         server_name = None
         if not upstream.is_ip:  # EDS endpoints must be IP addresses: use the name's resolved address
             resolution = resolved.get(upstream.host)
