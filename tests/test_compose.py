@@ -1,0 +1,141 @@
+"""docker-compose.yml, checked where Docker cannot run: consistent, pinned, and its configs valid."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from xds.config import load_config, parse_listen
+from xds.demo.certs import write_certs
+from xds.plan import broker_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return loaded
+
+
+def _properties(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _mounted_files(service: dict[str, Any]) -> list[tuple[Path, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            mounts.append((REPO / source, target))
+    return mounts
+
+
+def test_every_image_is_pinned(compose):
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"{name}: {image} has no tag"
+        assert not image.endswith(":latest"), f"{name}: {image} is not pinned"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert base is not None
+    assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", base.group(1)), base.group(1)
+
+
+def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(compose):
+    for name, service in compose["services"].items():
+        for source, _ in _mounted_files(service):
+            assert source.exists(), f"{name} mounts {source}, which does not exist"
+    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
+    result = subprocess.run(
+        [sys.executable, "-m", "xds", "check-config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_brokers_advertise_what_the_plan_says(compose):
+    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
+    config = load_config(config_path)
+    cluster = config.kafka_clusters[0]
+    assert cluster.zookeeper is not None
+    brokers = [name for name in compose["services"] if name.startswith("kafka-") and name != "kafka-xds"]
+    assert len(brokers) == 3
+    for name in brokers:
+        ((properties_path, _),) = _mounted_files(compose["services"][name])
+        properties = _properties(properties_path)
+        broker_id = int(properties["broker.id"])
+        advertised = dict(item.split("://") for item in properties["advertised.listeners"].split(","))
+        listeners = dict(item.split("://") for item in properties["listeners"].split(","))
+        planned = f"{cluster.loopback_ip}:{broker_port(cluster, broker_id)}"
+        assert advertised[cluster.client_listener or ""] == planned, name
+        assert advertised[cluster.upstream_listener].split(":")[0] == name  # the host kafka-xds resolves
+        assert listeners[cluster.client_listener or ""].endswith(f":{cluster.upstream_port}")  # MESH's port
+        hosts, _, chroot = properties["zookeeper.connect"].partition("/")
+        assert (hosts, "/" + chroot) == (cluster.zookeeper.hosts, cluster.zookeeper.chroot)
+        assert properties["ssl.client.auth"] == "required"
+
+
+def test_sidecar_and_client_use_the_planned_addresses_and_the_real_ports(compose):
+    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
+    config = load_config(config_path)
+    services = compose["services"]
+    xds_port = parse_listen(config.xds.listen)[1]
+    assert f"--xds kafka-xds:{xds_port}" in " ".join(services["bootstrap"]["entrypoint"])
+    debug_port = parse_listen(config.debug.listen)[1]
+    assert services["kafka-xds"]["ports"] == [f"127.0.0.1:{debug_port}:{debug_port}"]
+    assert services["envoy"]["network_mode"] == services["client"]["network_mode"] == "service:app"
+    cluster = config.kafka_clusters[0]
+    assert f"-b {cluster.loopback_ip}:{broker_port(cluster, 1)}" in services["client"]["command"][0]
+
+
+def test_certificate_files_the_configs_name_are_made_by_the_certs_job(compose, tmp_path):
+    entrypoint = compose["services"]["certs"]["entrypoint"]
+    brokers = [entrypoint[i + 1] for i, arg in enumerate(entrypoint) if arg == "--broker"]
+    write_certs(tmp_path, brokers, "sidecar.kafka-xds.demo")
+    made = {path.name for path in tmp_path.iterdir()}
+    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
+    tls = load_config(config_path).upstream_tls
+    assert tls is not None
+    for path in (tls.ca_file, tls.cert_file, tls.key_file):
+        assert Path(path).name in made and path.startswith("/certs/")
+    for name in brokers:
+        ((properties_path, _),) = _mounted_files(compose["services"][name])
+        properties = _properties(properties_path)
+        assert Path(properties["ssl.keystore.location"]).name in made
+        assert Path(properties["ssl.truststore.location"]).name in made
+
+
+def test_kubernetes_manifests_parse_and_embed_a_valid_config():
+    from xds.config import parse_config
+
+    documents = [
+        document
+        for path in sorted((REPO / "config" / "kubernetes").glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+    ]
+    kinds = {document["kind"] for document in documents}
+    assert {"Deployment", "Service", "PodDisruptionBudget", "StatefulSet", "ConfigMap", "Pod"} <= kinds
+    deployment = next(document for document in documents if document["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    config_map = next(document for document in documents if document["kind"] == "ConfigMap")
+    config = parse_config(yaml.safe_load(config_map["data"]["config.yaml"]))
+    assert config.kafka_clusters[0].upstream_port == 9094
+    for document in documents:
+        spec = document.get("spec", {})
+        pod = spec.get("template", {}).get("spec", spec)
+        for container in pod.get("containers", []) + pod.get("initContainers", []):
+            assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", container["image"]), container["image"]
