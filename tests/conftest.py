@@ -87,3 +87,51 @@ def write_static_brokers(path: Path, brokers: list[dict[str, Any]]) -> Path:
     temporary.write_text(yaml.safe_dump({"brokers": brokers}))
     temporary.replace(path)
     return path
+
+
+def xds_port(config: dict[str, Any]) -> int:
+    return int(config["xds"]["listen"].rsplit(":", 1)[1])
+
+
+class Stack:
+    """kafka-xds (its own process) on a static broker file, and one Envoy sidecar connected to it."""
+
+    def __init__(self, tmp_path: Path, certs: Certs, upstreams: Any, envoys: Any, xds_processes: Any) -> None:
+        self.tmp_path, self.certs = tmp_path, certs
+        self._upstreams, self._envoys, self._xds_processes = upstreams, envoys, xds_processes
+        self.brokers: dict[int, TlsUpstream] = {}
+        self.brokers_file = tmp_path / "brokers.yaml"
+
+    async def start(
+        self,
+        hosts: dict[int, str],
+        cluster: dict[str, Any],
+        broker_extra: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Stack:
+        """Brokers {id: ip} as mTLS upstreams, kafka-xds on `cluster` + the broker file, one sidecar."""
+        for broker_id, host in hosts.items():
+            self.brokers[broker_id] = await self._upstreams(f"broker-{broker_id}", host)
+        self.write_brokers(broker_extra or {})
+        self.config = base_config(
+            self.certs,
+            [dict(cluster, static={"file": str(self.brokers_file), "poll_interval_seconds": 0.2})],
+            **overrides,
+        )
+        self.server = await self._xds_processes(self.config)
+        self.envoy = await self._envoys("app-1", xds_port(self.config))
+        return self
+
+    def write_brokers(self, extra: dict[str, Any]) -> None:
+        write_static_brokers(
+            self.brokers_file,
+            [
+                {"id": broker_id, "host": upstream.host, "port": upstream.port, **extra}
+                for broker_id, upstream in sorted(self.brokers.items())
+            ],
+        )
+
+
+@pytest.fixture
+def stack(tmp_path: Path, certs: Certs, upstreams: Any, envoys: Any, xds_processes: Any) -> Stack:
+    return Stack(tmp_path, certs, upstreams, envoys, xds_processes)

@@ -4,40 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import base_config, write_static_brokers
+from tests.conftest import Stack
+from tests.support.envoy import Envoy
 from tests.support.wait import eventually
+from tests.support.xds_process import XdsProcess
 from tests.test_envoy_e2e import _answers, _cluster, _stat_at_least
-from xds.demo.brokers import Certs
 
 pytestmark = pytest.mark.envoy
 
 
-async def _started(tmp_path: Path, certs: Certs, upstreams, envoys, xds_processes, **overrides: Any):
-    broker = await upstreams("broker-1", "127.0.0.21")
-    brokers_file = write_static_brokers(
-        tmp_path / "brokers.yaml",
-        [
-            {
-                "id": 1,
-                "host": "127.0.0.21",
-                "port": broker.port,
-                "rack": "az1",
-                "listeners": {"CLIENT": "10.9.9.9:9092"},
-            }
-        ],
+async def _started(stack: Stack, **overrides: Any) -> tuple[dict[str, Any], XdsProcess, Envoy]:
+    cluster = _cluster(stack.brokers_file, client_listener="CLIENT")
+    await stack.start(
+        {1: "127.0.0.21"}, cluster, {"rack": "az1", "listeners": {"CLIENT": "10.9.9.9:9092"}}, **overrides
     )
-    config = base_config(certs, [_cluster(brokers_file, client_listener="CLIENT")], **overrides)
-    server = await xds_processes(config)
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
     await eventually(lambda: _answers(9091, "broker-1"), what="traffic through the sidecar")
-    return config, server, envoy
+    return stack.config, stack.server, stack.envoy
 
 
 def _metrics(text: str) -> dict[str, float]:
@@ -49,8 +37,8 @@ def _metrics(text: str) -> dict[str, float]:
     return values
 
 
-async def test_streams_show_the_connected_envoy_in_sync(tmp_path, certs, upstreams, envoys, xds_processes):
-    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+async def test_streams_show_the_connected_envoy_in_sync(stack):
+    _, server, _ = await _started(stack)
 
     async def in_sync() -> Any:
         _, body = await server.get("/debug/streams")
@@ -73,10 +61,8 @@ async def test_streams_show_the_connected_envoy_in_sync(tmp_path, certs, upstrea
     assert (await server.get("/debug/streams?node=nobody"))[0] == 404
 
 
-async def test_topology_and_plan_show_brokers_and_mismatches(
-    tmp_path, certs, upstreams, envoys, xds_processes
-):
-    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+async def test_topology_and_plan_show_brokers_and_mismatches(stack):
+    _, server, _ = await _started(stack)
     _, topology = await server.get("/debug/topology")
     cluster = topology["clusters"]["kafka-a"]
     assert cluster["source"]["state"] == "synced"
@@ -101,10 +87,8 @@ async def test_topology_and_plan_show_brokers_and_mismatches(
     assert text.splitlines()[1].startswith("kafka-a\t1\t127.0.0.10\t9091\t")
 
 
-async def test_forced_nack_shows_in_streams_metrics_and_page(
-    tmp_path, certs, upstreams, envoys, xds_processes
-):
-    config, first, envoy = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+async def test_forced_nack_shows_in_streams_metrics_and_page(tmp_path, stack, xds_processes):
+    config, first, envoy = await _started(stack)
     await first.terminate()
     broken = dict(config, upstream_tls=dict(config["upstream_tls"], ca_file=str(tmp_path / "missing-ca.pem")))
     server = await xds_processes(broken, name="broken")
@@ -136,8 +120,8 @@ async def test_forced_nack_shows_in_streams_metrics_and_page(
     assert "missing-ca.pem" in page
 
 
-async def test_metrics_count_pushes_acks_and_convergence(tmp_path, certs, upstreams, envoys, xds_processes):
-    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+async def test_metrics_count_pushes_acks_and_convergence(stack):
+    _, server, _ = await _started(stack)
 
     async def converged() -> Any:
         metrics = _metrics((await server.get("/metrics"))[1])
@@ -151,15 +135,11 @@ async def test_metrics_count_pushes_acks_and_convergence(tmp_path, certs, upstre
     assert metrics.get("kafka_xds_nacks_total{type=clusters}", 0) == 0
 
 
-async def test_token_protects_everything_but_health(tmp_path, certs, upstreams, envoys, xds_processes):
+async def test_token_protects_everything_but_health(tmp_path, stack):
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
     _, server, _ = await _started(
-        tmp_path,
-        certs,
-        upstreams,
-        envoys,
-        xds_processes,
+        stack,
         debug={"listen": f"127.0.0.1:{_free()}", "token_file": str(token_file)},
     )
     assert (await server.get("/healthz"))[0] == 200
@@ -185,13 +165,13 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-async def test_status_page_renders_in_a_real_browser(tmp_path, certs, upstreams, envoys, xds_processes):
+async def test_status_page_renders_in_a_real_browser(tmp_path, stack):
     browser = _chromium()
     if browser is None:
         pytest.skip(
             "Chromium is not installed (apt-get install chromium); the page is still tested as HTML above"
         )
-    _, server, _ = await _started(tmp_path, certs, upstreams, envoys, xds_processes)
+    _, server, _ = await _started(stack)
 
     async def in_sync() -> bool:
         _, body = await server.get("/debug/streams")

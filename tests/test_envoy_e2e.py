@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import base_config, write_static_brokers
+from tests.conftest import Stack, base_config, write_static_brokers
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually
 from xds.demo.brokers import Certs, exchange
@@ -94,22 +94,15 @@ async def test_editing_static_file_moves_traffic_without_listener_or_cluster_cha
     assert await _stat(envoy, "cluster_manager.cluster_modified") == cluster_modified
 
 
-async def test_restarting_server_changes_nothing_in_envoy(
-    tmp_path, certs: Certs, upstreams, envoys, xds_processes
-):
-    broker = await upstreams("broker-1", "127.0.0.21")
-    brokers_file = write_static_brokers(
-        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": broker.port}]
-    )
-    config = base_config(certs, [_cluster(brokers_file)])
-    first = await xds_processes(config, name="first")
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+async def test_restarting_server_changes_nothing_in_envoy(stack: Stack, xds_processes):
+    await stack.start({1: "127.0.0.21"}, _cluster(stack.brokers_file))
+    envoy = stack.envoy
     await eventually(lambda: _answers(9091, "broker-1"), what="traffic before the restart")
     before = await envoy.stats()
 
-    assert await first.terminate() < 5
+    assert await stack.server.terminate() < 5
     await eventually(lambda: _connected(envoy, 0), what="Envoy noticing the control plane left")
-    await xds_processes(config, name="second")
+    await xds_processes(stack.config, name="second")
     await eventually(lambda: _connected(envoy, 1), what="Envoy reconnecting to the restarted control plane")
     await asyncio.sleep(1.0)  # give any (wrong) resend time to be applied before counting
 
@@ -130,16 +123,9 @@ async def _connected(envoy: Envoy, expected: int) -> bool:
     return await _stat(envoy, "control_plane.connected_state") == expected
 
 
-async def test_sigterm_ends_streams_and_exits_zero_within_five_seconds(
-    tmp_path, certs: Certs, upstreams, envoys, xds_processes
-):
-    broker = await upstreams("broker-1", "127.0.0.21")
-    brokers_file = write_static_brokers(
-        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": broker.port}]
-    )
-    config = base_config(certs, [_cluster(brokers_file)])
-    server = await xds_processes(config)
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+async def test_sigterm_ends_streams_and_exits_zero_within_five_seconds(stack: Stack):
+    await stack.start({1: "127.0.0.21"}, _cluster(stack.brokers_file))
+    server, envoy = stack.server, stack.envoy
     await eventually(lambda: _connected(envoy, 1), what="an ADS stream")
     await eventually(lambda: _answers(9091, "broker-1"), what="traffic before SIGTERM")
 
@@ -151,18 +137,13 @@ async def test_sigterm_ends_streams_and_exits_zero_within_five_seconds(
 
 
 async def test_rejected_config_keeps_the_last_good_one_and_is_not_resent(
-    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, stack: Stack, xds_processes
 ):
-    broker = await upstreams("broker-1", "127.0.0.21")
-    brokers_file = write_static_brokers(
-        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": broker.port}]
-    )
-    config = base_config(certs, [_cluster(brokers_file)])
-    first = await xds_processes(config, name="good")
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    await stack.start({1: "127.0.0.21"}, _cluster(stack.brokers_file))
+    config, envoy = stack.config, stack.envoy
     await eventually(lambda: _answers(9091, "broker-1"), what="traffic with the good config")
     good_version = await _cds_version(envoy)
-    await first.terminate()
+    await stack.server.terminate()
 
     # The operator restarts kafka-xds with a CA path that does not exist on the sidecar: Envoy
     # cannot load it and rejects the whole CDS update.

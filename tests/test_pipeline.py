@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from xds.cache import SnapshotCache
-from xds.config import KafkaCluster, SidecarSettings, UpstreamTls, parse_config
+from xds.config import Config, KafkaCluster, SidecarSettings, UpstreamTls, parse_config
 from xds.controller import Controller
 from xds.debug.render import REDACTED, redact, render_snapshot
 from xds.grace import GraceState
@@ -301,29 +301,29 @@ def test_snapshot_rendering_never_shows_private_key_material():
 # Controller ---------------------------------------------------------------------------------------
 
 
-async def test_controller_publishes_nothing_until_every_source_synced():
-    config = parse_config(
+def controller_config(debounce_ms: int, *clusters: dict[str, Any]) -> Config:
+    """A config of static clusters (kafka-a on 127.0.0.10, kafka-b on .11, ...) with `clusters` overrides."""
+    return parse_config(
         {
             "upstream_tls": None,
-            "xds": {"debounce_ms": 0},
+            "xds": {"debounce_ms": debounce_ms},
             "kafka_clusters": [
                 {
-                    "name": "kafka-a",
-                    "loopback_ip": "127.0.0.10",
+                    "name": f"kafka-{'abc'[index]}",
+                    "loopback_ip": f"127.0.0.{10 + index}",
                     "port_base": 9090,
                     "upstream_listener": "MESH",
                     "static": {"brokers": []},
-                },
-                {
-                    "name": "kafka-b",
-                    "loopback_ip": "127.0.0.11",
-                    "port_base": 9090,
-                    "upstream_listener": "MESH",
-                    "static": {"brokers": []},
-                },
+                    **overrides,
+                }
+                for index, overrides in enumerate(clusters)
             ],
         }
     )
+
+
+async def test_controller_publishes_nothing_until_every_source_synced():
+    config = controller_config(0, {}, {})
     cache = SnapshotCache()
     controller = Controller(config, cache)
     controller.submit(Topology.create("kafka-a", "static", SourceState.SYNCED, [broker(1)]))
@@ -338,21 +338,7 @@ async def test_controller_publishes_nothing_until_every_source_synced():
 
 
 async def test_controller_debounces_a_burst_into_one_publish():
-    config = parse_config(
-        {
-            "upstream_tls": None,
-            "xds": {"debounce_ms": 200},
-            "kafka_clusters": [
-                {
-                    "name": "kafka-a",
-                    "loopback_ip": "127.0.0.10",
-                    "port_base": 9090,
-                    "upstream_listener": "MESH",
-                    "static": {"brokers": []},
-                }
-            ],
-        }
-    )
+    config = controller_config(200, {})
     cache = SnapshotCache()
     controller = Controller(config, cache)
     task = asyncio.create_task(controller.run())
@@ -374,22 +360,7 @@ async def test_controller_debounces_a_burst_into_one_publish():
 
 async def test_controller_removes_a_departed_broker_at_its_grace_deadline():
     now = [1000.0]
-    config = parse_config(
-        {
-            "upstream_tls": None,
-            "xds": {"debounce_ms": 0},
-            "kafka_clusters": [
-                {
-                    "name": "kafka-a",
-                    "loopback_ip": "127.0.0.10",
-                    "port_base": 9090,
-                    "upstream_listener": "MESH",
-                    "removal_grace_seconds": 0.3,
-                    "static": {"brokers": []},
-                }
-            ],
-        }
-    )
+    config = controller_config(0, {"removal_grace_seconds": 0.3})
     cache = SnapshotCache()
     controller = Controller(config, cache, clock=lambda: now[0])
     controller.submit(synced(broker(1), broker(2)))

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.wait import free_port
-from xds.demo.envoy import EnvoyProcess, envoy_binary
+from xds.demo.processes import EnvoyProcess, envoy_binary
 
 __all__ = ["Envoy", "envoy_binary"]
 

