@@ -232,3 +232,45 @@ def test_bootstrap_is_valid_for_envoy(tmp_path):
         [envoy_binary(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+def _zookeeper(**settings: Any) -> dict[str, Any]:
+    return variant(static=None, zookeeper={"hosts": "zk-1:2181,zk-2:2181", **settings})
+
+
+def test_zookeeper_source_with_auth_and_tls_loads():
+    config = parse_config(
+        _zookeeper(
+            chroot="/kafka-b",
+            session_timeout_seconds=6,
+            startup_timeout_seconds=30,
+            auth={"username": "kafka-xds", "password_file": "/etc/kafka-xds/zk-password"},
+            tls={"ca_file": "/etc/zk-ca.pem", "cert_file": "/etc/zk.pem", "key_file": "/etc/zk.key"},
+        )
+    )
+    zookeeper = config.kafka_clusters[1].zookeeper
+    assert zookeeper is not None and zookeeper.tls is not None and zookeeper.auth is not None
+    assert zookeeper.tls.check_hostname
+    assert config.kafka_clusters[1].source_kind == "zookeeper"
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "problem"),
+    [
+        ({"hosts": "zk-1:2181/kafka-b"}, "zookeeper.hosts", "put the chroot in 'chroot'"),
+        ({"hosts": "zk-1:2181,,zk-2:2181"}, "zookeeper.hosts", "'' is not HOST:PORT"),
+        ({"hosts": "zk-1:99999"}, "zookeeper.hosts", "'zk-1:99999' is not HOST:PORT"),
+        ({"chroot": "kafka-b"}, "zookeeper.chroot", "must start with '/'"),
+        ({"chroot": "/"}, "zookeeper.chroot", "must start with '/'"),
+        ({"session_timeout_seconds": 0.1}, "zookeeper.session_timeout_seconds", "greater than or equal to 1"),
+        ({"startup_timeout_seconds": 0}, "zookeeper.startup_timeout_seconds", "greater than 0"),
+        ({"auth": {"username": "a:b", "password_file": "/p"}}, "zookeeper.auth.username", "should match"),
+        ({"auth": {"username": "kafka-xds"}}, "zookeeper.auth.password_file", "required key is missing"),
+        ({"tls": {"ca_file": "/ca.pem", "cert_file": "/c.pem"}}, "zookeeper.tls", "both 'cert_file' and"),
+        ({"digest": {}}, "zookeeper.digest", "unknown key"),
+    ],
+)
+def test_bad_zookeeper_settings_name_the_key(settings, key, problem):
+    error = refused(_zookeeper(**settings))
+    assert error.key == f"kafka_clusters[1].{key}"
+    assert problem in error.problem

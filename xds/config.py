@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,16 +115,55 @@ class StaticSource(_Model):
         return self
 
 
+class ZookeeperDigestAuth(_Model):
+    """ZooKeeper `digest` authentication; the password is read from a file, never from the config."""
+
+    username: str = Field(min_length=1, pattern=r"^[^:]+$")
+    password_file: str = Field(min_length=1)
+
+
+class ZookeeperTls(_Model):
+    """TLS to ZooKeeper (its secureClientPort); a client certificate only if the ensemble asks for one."""
+
+    ca_file: str = Field(min_length=1)
+    cert_file: str | None = None
+    key_file: str | None = None
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> ZookeeperTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both 'cert_file' and 'key_file', or neither")
+        return self
+
+
+def _check_zookeeper_hosts(hosts: str) -> str:
+    """`host:port,host:port` as in a broker's zookeeper.connect, but without its chroot."""
+    if "/" in hosts:
+        raise ValueError("put the chroot in 'chroot', not at the end of 'hosts'")
+    for entry in hosts.split(","):
+        try:
+            parsed = urllib.parse.urlsplit("zk://" + entry.strip())
+            port = parsed.port  # raises ValueError when out of range or not a number
+        except ValueError:
+            parsed, port = None, None
+        if parsed is None or not parsed.hostname or (port is not None and port < 1):
+            raise ValueError(f"{entry.strip()!r} is not HOST:PORT")
+    return hosts
+
+
 class ZookeeperSource(_Model):
-    hosts: str = Field(min_length=1)
+    hosts: Annotated[str, Field(min_length=1), pydantic.AfterValidator(_check_zookeeper_hosts)]
     chroot: str = ""
-    session_timeout_seconds: float = Field(default=10.0, gt=0)
+    session_timeout_seconds: float = Field(default=10.0, ge=1, le=600)
     startup_timeout_seconds: float | None = Field(default=None, gt=0)
+    auth: ZookeeperDigestAuth | None = None
+    tls: ZookeeperTls | None = None
 
     @field_validator("chroot")
     @classmethod
     def _chroot_is_absolute(cls, chroot: str) -> str:
-        if chroot and (not chroot.startswith("/") or chroot.endswith("/")):
+        if chroot and (not chroot.startswith("/") or chroot.endswith("/") or "//" in chroot):
             raise ValueError("must start with '/' and not end with '/' (e.g. /kafka-a)")
         return chroot
 
