@@ -17,6 +17,7 @@ from xds.metrics import Metrics
 from xds.server import AdsServer
 from xds.sources.base import Source
 from xds.sources.static import StaticSource
+from xds.sources.zookeeper import ZookeeperSource
 from xds.topology import Topology
 
 log = logging.getLogger("kafka_xds.app")
@@ -27,6 +28,8 @@ def make_source(config: Config, cluster_name: str) -> Source:
     cluster = config.cluster(cluster_name)
     if cluster.static is not None:
         return StaticSource(cluster)
+    if cluster.zookeeper is not None:
+        return ZookeeperSource(cluster)
     raise NotImplementedError(f"the {cluster.source_kind} source is not available in this version")
 
 
