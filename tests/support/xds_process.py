@@ -67,6 +67,11 @@ class XdsProcess:
         self._log.close()
         return time.monotonic() - started
 
+    def send_signal(self, signum: int) -> None:
+        """E.g. SIGSTOP/SIGCONT: freeze the process, as a long GC pause or a stalled VM would."""
+        assert self._process is not None
+        self._process.send_signal(signum)
+
     async def kill(self) -> None:
         if self._process is not None and self._process.returncode is None:
             self._process.kill()

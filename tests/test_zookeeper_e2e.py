@@ -1,0 +1,288 @@
+"""End to end with ZooKeeper: brokers register as Kafka does, kafka-xds (its own process) follows
+them, and a real Envoy carries bytes over mTLS to whichever broker the znodes name."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import pytest
+
+from tests.conftest import base_config, xds_port
+from tests.support.envoy import Envoy
+from tests.support.wait import eventually
+from tests.support.xds_process import XdsProcess
+from tests.support.zookeeper import KafkaBroker, ZooKeeperServer
+from xds.demo.brokers import Certs, TlsUpstream, exchange
+
+pytestmark = [pytest.mark.envoy, pytest.mark.zookeeper]
+
+LOOPBACK = {"kafka-a": "127.0.0.10", "kafka-b": "127.0.0.11"}
+_CHURN = (
+    "listener_manager.listener_added",
+    "listener_manager.listener_modified",
+    "listener_manager.listener_removed",
+    "cluster_manager.cluster_added",
+    "cluster_manager.cluster_modified",
+    "cluster_manager.cluster_removed",
+)
+
+
+class ZkStack:
+    """kafka-xds on ZooKeeper, one Envoy sidecar, and mTLS stand-in brokers that register in ZooKeeper."""
+
+    def __init__(
+        self, certs: Certs, upstreams: Any, envoys: Any, xds_processes: Any, kafka_brokers: Any
+    ) -> None:
+        self.certs = certs
+        self._upstreams, self._envoys, self._xds_processes = upstreams, envoys, xds_processes
+        self._kafka_brokers = kafka_brokers
+        self.server: XdsProcess
+        self.envoy: Envoy
+
+    def on(self, hosts: str, chroots: dict[str, str]) -> ZkStack:
+        """Which ZooKeeper and chroots (one per Kafka cluster) the brokers and kafka-xds use."""
+        self.hosts, self.chroots = hosts, chroots
+        return self
+
+    async def start(self, session_timeout: float = 4, **overrides: Any) -> ZkStack:
+        """kafka-xds following every chroot, and one sidecar connected to it."""
+        clusters = [
+            {
+                "name": name,
+                "loopback_ip": LOOPBACK[name],
+                "port_base": 9090,
+                "upstream_listener": "MESH",
+                "client_listener": "CLIENT",
+                "removal_grace_seconds": 2,
+                "zookeeper": {
+                    "hosts": self.hosts,
+                    "chroot": chroot,
+                    "session_timeout_seconds": session_timeout,
+                },
+            }
+            for name, chroot in self.chroots.items()
+        ]
+        self.config = base_config(self.certs, clusters, **overrides)
+        self.server = await self._xds_processes(self.config)
+        self.envoy = await self._envoys("app-1", xds_port(self.config))
+        return self
+
+    async def broker(
+        self, cluster: str, broker_id: int, host: str, name: str | None = None
+    ) -> tuple[TlsUpstream, KafkaBroker]:
+        """An mTLS upstream on `host`, registered as broker `broker_id` of `cluster`."""
+        upstream = await self._upstreams(name or f"{cluster}-{broker_id}", host)
+        registration = await self._kafka_brokers(
+            self.hosts, self.chroots[cluster], broker_id, self.endpoints(cluster, broker_id, upstream)
+        )
+        return upstream, registration
+
+    def endpoints(self, cluster: str, broker_id: int, upstream: TlsUpstream) -> dict[str, str]:
+        return {
+            "MESH": f"{upstream.host}:{upstream.port}",
+            "CLIENT": f"{LOOPBACK[cluster]}:{9090 + broker_id}",
+        }
+
+    async def topology(self, cluster: str) -> dict[str, Any]:
+        status, body = await self.server.get("/debug/topology")
+        assert status == 200
+        found: dict[str, Any] = body["clusters"][cluster]
+        return found
+
+    async def churn(self) -> dict[str, int]:
+        stats = await self.envoy.stats()
+        return {name: stats.get(name, 0) for name in _CHURN}
+
+
+@pytest.fixture
+def zk_stack(certs, upstreams, envoys, xds_processes, kafka_brokers) -> ZkStack:
+    return ZkStack(certs, upstreams, envoys, xds_processes, kafka_brokers)
+
+
+async def _answers(cluster: str, port: int, expected_prefix: str) -> str:
+    answer = await exchange(LOOPBACK[cluster], port, "ping")
+    assert answer.startswith(expected_prefix), answer
+    return answer
+
+
+async def test_two_clusters_under_two_chroots_and_a_new_broker_carries_bytes_over_mtls(
+    zookeeper, chroot, zk_stack
+):
+    zk_stack.on(zookeeper.hosts, {"kafka-a": f"{chroot}-a", "kafka-b": f"{chroot}-b"})
+    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
+    await zk_stack.broker("kafka-b", 1, "127.0.0.31")
+    await zk_stack.start()
+    await eventually(lambda: _answers("kafka-a", 9091, "kafka-a-1"), what="kafka-a broker 1")
+    await eventually(lambda: _answers("kafka-b", 9091, "kafka-b-1"), what="kafka-b broker 1")
+
+    await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+
+    answer = await eventually(
+        lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="the new broker's listener"
+    )
+    assert "commonName=sidecar.kafka-xds.test" in answer  # the broker verified the sidecar's certificate
+    assert await zk_stack.envoy.listener_addresses() == {
+        "kafka-a/broker-1": "127.0.0.10:9091",
+        "kafka-a/broker-2": "127.0.0.10:9092",
+        "kafka-b/broker-1": "127.0.0.11:9091",
+    }
+    cluster = await zk_stack.topology("kafka-a")
+    assert cluster["source"]["kind"] == "zookeeper"
+    assert cluster["source"]["state"] == "synced"
+    assert cluster["plan_mismatches"] == []
+    assert "Traceback" not in zk_stack.server.log_text()
+
+
+async def test_reregistered_broker_is_reached_at_its_new_ip_without_listener_or_cluster_changes(
+    zookeeper, chroot, zk_stack, upstreams
+):
+    zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
+    _, registration = await zk_stack.broker("kafka-a", 1, "127.0.0.21", name="old-pod")
+    await zk_stack.start()
+    await eventually(lambda: _answers("kafka-a", 9091, "old-pod"), what="traffic to the old pod")
+    before = await zk_stack.churn()
+
+    new_pod = await upstreams("new-pod", "127.0.0.23")
+    await registration.restart(zk_stack.endpoints("kafka-a", 1, new_pod))  # rescheduled: new session, new IP
+
+    await eventually(lambda: _answers("kafka-a", 9091, "new-pod"), what="traffic to the rescheduled pod")
+    assert (await zk_stack.envoy.cluster_endpoints())["kafka-a/broker-1"] == [f"127.0.0.23:{new_pod.port}"]
+    after = await zk_stack.churn()
+    assert after["listener_manager.listener_modified"] == before["listener_manager.listener_modified"]
+    assert after["cluster_manager.cluster_modified"] == before["cluster_manager.cluster_modified"]
+
+
+async def test_removed_broker_loses_its_endpoint_at_once_and_its_listener_after_the_grace(
+    zookeeper, chroot, zk_stack
+):
+    zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
+    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
+    _, two = await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+    await zk_stack.start()
+    await eventually(lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="broker 2")
+
+    await two.stop()  # the broker shuts down: ZooKeeper deletes its registration with its session
+
+    async def endpoint_gone() -> bool:
+        return not (await zk_stack.envoy.cluster_endpoints()).get("kafka-a/broker-2", ["missing"])
+
+    await eventually(endpoint_gone, timeout=10, what="broker 2's endpoint removed at once")
+    assert "kafka-a/broker-2" in await zk_stack.envoy.listener_addresses()  # kept during the grace
+
+    async def listener_gone() -> bool:
+        return "kafka-a/broker-2" not in await zk_stack.envoy.listener_addresses()
+
+    await eventually(listener_gone, timeout=15, what="broker 2's listener removed after the grace")
+    await _answers("kafka-a", 9091, "kafka-a-1")
+
+
+async def test_malformed_registrations_change_nothing_else(zookeeper, chroot, zk_stack, kafka_brokers):
+    zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
+    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
+    await zk_stack.start()
+    await eventually(lambda: _answers("kafka-a", 9091, "kafka-a-1"), what="broker 1")
+    before = await zk_stack.churn()
+    endpoints_before = await zk_stack.envoy.cluster_endpoints()
+
+    await kafka_brokers(zookeeper.hosts, chroot, 2, data=b"{not json")
+    await kafka_brokers(zookeeper.hosts, chroot, 3, {"CLIENT": "127.0.0.10:9093"})  # no MESH listener
+    await kafka_brokers(zookeeper.hosts, chroot, "x", {"MESH": "127.0.0.24:9094"})  # not a broker id
+    await kafka_brokers(zookeeper.hosts, chroot, 70000, {"MESH": "127.0.0.24:9094"})  # no port in the plan
+
+    async def four_skips() -> list[dict[str, Any]]:
+        skipped: list[dict[str, Any]] = (await zk_stack.topology("kafka-a"))["skipped"]
+        return skipped if len(skipped) == 4 else []
+
+    skipped = await eventually(four_skips, what="the bad registrations reported")
+    wheres = {skip["where"] for skip in skipped}
+    assert {f"{chroot}/brokers/ids/2", f"{chroot}/brokers/ids/3", f"{chroot}/brokers/ids/x"} <= wheres
+    assert any("70000" in skip["reason"] for skip in skipped)
+    log = zk_stack.server.log_text()
+    assert log.count("broker registration skipped") == 3
+    await asyncio.sleep(0.5)  # a (wrong) push would land within the debounce and Envoy's apply
+    assert await zk_stack.churn() == before
+    assert await zk_stack.envoy.cluster_endpoints() == endpoints_before
+    await _answers("kafka-a", 9091, "kafka-a-1")
+
+
+async def test_zookeeper_outage_keeps_envoy_serving_and_reports_stale_until_it_returns(
+    zookeeper_servers, chroot, zk_stack
+):
+    server: ZooKeeperServer = await zookeeper_servers()
+    zk_stack.on(server.hosts, {"kafka-a": chroot})
+    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
+    await zk_stack.start()
+    await eventually(lambda: _answers("kafka-a", 9091, "kafka-a-1"), what="broker 1")
+    before = await zk_stack.churn()
+
+    await asyncio.to_thread(server.stop)
+
+    async def stale() -> dict[str, Any] | None:
+        source: dict[str, Any] = (await zk_stack.topology("kafka-a"))["source"]
+        return source if source["state"] == "stale" else None
+
+    source = await eventually(stale, what="the source reported stale")
+    assert source["stale_since"] is not None
+    assert [broker["id"] for broker in (await zk_stack.topology("kafka-a"))["brokers"]] == [1]
+    assert await zk_stack.server.ready()  # first sync done: /readyz stays 200
+    await _answers("kafka-a", 9091, "kafka-a-1")  # Envoy keeps serving the last config
+    assert await zk_stack.churn() == before
+
+    await asyncio.to_thread(server.start)
+
+    async def synced() -> bool:
+        return bool((await zk_stack.topology("kafka-a"))["source"]["state"] == "synced")
+
+    await eventually(synced, what="the source synced again")
+    await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+    await eventually(
+        lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="a broker registered after recovery"
+    )
+    await _answers("kafka-a", 9091, "kafka-a-1")
+
+
+async def test_expired_session_is_replaced_and_changes_made_meanwhile_are_reconciled(
+    zookeeper, chroot, zk_stack
+):
+    zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
+    _, one = await zk_stack.broker("kafka-a", 1, "127.0.0.21")
+    _, two = await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+    await zk_stack.start(session_timeout=2)
+    await eventually(lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="broker 2")
+    ours = {one.session_id, two.session_id}
+    (control_plane,) = await eventually(
+        lambda: _sessions_except(zookeeper, ours), what="kafka-xds's ZooKeeper session"
+    )
+
+    # Freeze kafka-xds (a long GC pause, a stalled VM) until ZooKeeper expires its session, then
+    # change the registrations: no watch is left to report these changes; only a re-read can.
+    zk_stack.server.send_signal(signal.SIGSTOP)
+    try:
+        await eventually(
+            lambda: _gone(zookeeper, control_plane), timeout=20, what="the frozen session to expire"
+        )
+        await two.stop()
+        await zk_stack.broker("kafka-a", 3, "127.0.0.23")
+    finally:
+        zk_stack.server.send_signal(signal.SIGCONT)
+
+    await eventually(lambda: _answers("kafka-a", 9093, "kafka-a-3"), what="broker 3, registered meanwhile")
+
+    async def endpoint_gone() -> bool:
+        return not (await zk_stack.envoy.cluster_endpoints()).get("kafka-a/broker-2", ["missing"])
+
+    await eventually(endpoint_gone, what="broker 2, gone meanwhile, without an endpoint")
+    assert control_plane not in zookeeper.session_ids()
+    await zk_stack.broker("kafka-a", 4, "127.0.0.24")  # the new session watches again
+    await eventually(lambda: _answers("kafka-a", 9094, "kafka-a-4"), what="a broker after the new session")
+
+
+async def _sessions_except(server: ZooKeeperServer, known: set[int | None]) -> tuple[int, ...]:
+    others = await asyncio.to_thread(server.session_ids)
+    return tuple(others - known)
+
+
+async def _gone(server: ZooKeeperServer, session_id: int) -> bool:
+    return session_id not in await asyncio.to_thread(server.session_ids)
