@@ -219,9 +219,10 @@ async def test_zookeeper_outage_keeps_envoy_serving_and_reports_stale_until_it_r
 
     await asyncio.to_thread(server.stop)
 
-    async def stale() -> dict[str, Any] | None:
+    async def stale() -> dict[str, Any]:
         source: dict[str, Any] = (await zk_stack.topology("kafka-a"))["source"]
-        return source if source["state"] == "stale" else None
+        assert source["state"] == "stale", source
+        return source
 
     source = await eventually(stale, what="the source reported stale")
     assert source["stale_since"] is not None

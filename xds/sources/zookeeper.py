@@ -136,7 +136,7 @@ class ZookeeperSource:
                 logging.INFO,
                 "ZooKeeper session connected",
                 cluster=self.cluster,
-                session=self.session_id,
+                session=_hex(self.session_id),
             )
             self._wake.set()
             return
@@ -360,3 +360,8 @@ class ZookeeperSource:
         if topology != self._current:
             self._current = topology
             self._publish(topology)
+
+
+def _hex(session_id: int | None) -> str | None:
+    """A session id as ZooKeeper's own logs and `cons` show it."""
+    return f"0x{session_id:x}" if session_id is not None else None
