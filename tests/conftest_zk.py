@@ -34,13 +34,13 @@ def chroot(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def zookeeper_servers(tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[ZooKeeperServer]]]:
-    """Dedicated servers for tests that stop or kill them: `await zookeeper_servers()`."""
+async def zookeeper_servers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[ZooKeeperServer]]]:
+    """Dedicated servers for tests that stop or kill them, or need TLS: `await zookeeper_servers(tls=ca)`."""
     _require_zookeeper()
     started: list[ZooKeeperServer] = []
 
-    async def start() -> ZooKeeperServer:
-        server = ZooKeeperServer(tmp_path / f"zookeeper-{len(started) + 1}")
+    async def start(**options: Any) -> ZooKeeperServer:
+        server = ZooKeeperServer(tmp_path / f"zookeeper-{len(started) + 1}", **options)
         started.append(server)
         return await asyncio.to_thread(server.start)
 

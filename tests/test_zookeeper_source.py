@@ -371,3 +371,39 @@ async def test_losing_the_connected_ensemble_member_moves_to_another(
     await kafka_brokers(zookeeper_ensemble.hosts, chroot, 2, {"MESH": "10.0.0.2:9094"})
     await published.until(lambda t: set(_mesh(t)) == {1, 2}, "a broker registered after the failover")
     assert not published.emptied_after_sync()
+
+
+async def test_tls_to_zookeeper_with_a_client_certificate(
+    zookeeper_servers, certs, chroot, kafka_brokers, follow
+):
+    server = await zookeeper_servers(tls=certs.ca)
+    await kafka_brokers(server.hosts, chroot, 1, MESH)  # the brokers use the plain port
+    tls = {
+        "ca_file": str(certs.ca_file),
+        "cert_file": str(certs.client_cert),
+        "key_file": str(certs.client_key),
+    }
+
+    _, published = follow(_cluster(server.secure_hosts, chroot, tls=tls))
+    await published.until(lambda t: _mesh(t) == {1: "10.0.0.1:9094"}, "brokers read over TLS")
+
+    # No client certificate: the server ends every handshake, so there is no session and no sync.
+    _, refused = follow(
+        _cluster(server.secure_hosts, chroot, name="kafka-b", tls={"ca_file": str(certs.ca_file)})
+    )
+    waiting = await refused.until(lambda t: t.error is not None, "a reason to wait")
+    assert waiting.state is SourceState.SYNCING
+    assert len(follow.clients) == 2
+
+
+async def test_unreadable_credentials_are_reported_and_the_source_fails_for_a_restart(tmp_path, follow):
+    missing = tmp_path / "missing-password"
+    cluster = _cluster(
+        "127.0.0.1:2181", "/kafka-a", auth={"username": "kafka-xds", "password_file": str(missing)}
+    )
+    source, published = ZookeeperSource(cluster, follow.registry), Published()
+    with pytest.raises(RuntimeError, match="missing-password"):
+        await source.run(published)
+    assert published.latest.state is SourceState.SYNCING
+    assert "cannot read ZooKeeper credentials" in (published.latest.error or "")
+    assert len(follow.registry) == 0

@@ -2,8 +2,10 @@
 
 A server runs `zkServer.sh start-foreground` with its own config and data directory on loopback, so it
 can be stopped and started again on the same data (sessions and persistent znodes survive), or
-killed. Three of them on distinct ports form an ensemble. Brokers register the way Kafka does: each
-from its own session, an ephemeral `/brokers/ids/<id>` znode in Kafka's exact JSON.
+killed. Three of them on distinct ports form an ensemble. A server with TLS runs the same Java class
+directly: Debian's classpath for zkServer.sh lacks netty-codec, which Netty's TLS handler needs.
+Brokers register the way Kafka does: each from its own session, an ephemeral `/brokers/ids/<id>`
+znode in Kafka's exact JSON.
 """
 
 from __future__ import annotations
@@ -20,12 +22,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import trustme
+from cryptography.hazmat.primitives import serialization
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from tests.support.wait import free_port
 
 ZK_SERVER = Path("/usr/share/zookeeper/bin/zkServer.sh")
+_ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+_TLS_CLASSPATH = ":".join(
+    ["/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar"]  # what zkServer.sh uses, and:
+    + [
+        f"/usr/share/java/{jar}.jar"
+        for jar in ("netty-codec", "netty-resolver", "netty-transport-native-unix-common")
+    ]
+)
 _TICK_MS = 250  # sessions may be as short as two ticks: fault tests use short session timeouts
 _JVM_FLAGS = "-Xmx192m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"  # small, quick to start; 2 cores
 _SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
@@ -40,10 +52,13 @@ class ZooKeeperServer:
         server_id: int = 1,
         peers: list[tuple[int, int, int]] | None = None,
         client_port: int | None = None,
+        tls: trustme.CA | None = None,
     ) -> None:
         self.directory = directory
         self.server_id = server_id
         self.client_port = client_port or free_port()
+        self.secure_port = free_port() if tls is not None else None
+        self._tls = tls
         self.data_dir = directory / "data"
         self.config_path = directory / "zoo.cfg"
         self.log_path = directory / "zookeeper.log"
@@ -53,6 +68,12 @@ class ZooKeeperServer:
     @property
     def hosts(self) -> str:
         return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def secure_hosts(self) -> str:
+        """The TLS port (needs a client certificate from the CA the server was given)."""
+        assert self.secure_port is not None, "started without tls"
+        return f"127.0.0.1:{self.secure_port}"
 
     @property
     def running(self) -> bool:
@@ -73,6 +94,8 @@ class ZooKeeperServer:
             "initLimit=20",
             "syncLimit=10",
         ]
+        if self.secure_port is not None:
+            lines += [f"secureClientPort={self.secure_port}", "secureClientPortAddress=127.0.0.1"]
         for peer_id, quorum_port, election_port in self._peers:
             lines.append(f"server.{peer_id}=127.0.0.1:{quorum_port}:{election_port}")
         if self._peers:
@@ -84,19 +107,37 @@ class ZooKeeperServer:
         if self.running:
             return
         self._write_config()
-        env = dict(
-            os.environ,
-            JMXDISABLE="true",
-            JVMFLAGS=f"{_JVM_FLAGS} -Dzookeeper.log.dir={self.directory}",
-        )
+        jvm_flags = f"{_JVM_FLAGS} -Dzookeeper.log.dir={self.directory}"
+        command = [str(ZK_SERVER), "start-foreground", str(self.config_path)]
+        if self._tls is not None:
+            jvm_flags += " " + " ".join(self._tls_flags(self._tls))
+            command = ["java", *jvm_flags.split(), "-cp", _TLS_CLASSPATH, _ZK_MAIN, str(self.config_path)]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(ZK_SERVER), "start-foreground", str(self.config_path)],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=dict(os.environ, JMXDISABLE="true", JVMFLAGS=jvm_flags),
                 start_new_session=True,  # a Ctrl-C to pytest must not reach it before teardown does
             )
+
+    def _tls_flags(self, ca: trustme.CA) -> list[str]:
+        """Netty TLS, a PEM key store (ZooKeeper reads PKCS#8 keys only), client certificates required."""
+        issued = ca.issue_cert("127.0.0.1", "localhost")
+        key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        key_store, trust_store = self.directory / "server.pem", self.directory / "ca.pem"
+        key_store.write_bytes(pkcs8 + b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+        ca.cert_pem.write_to_path(str(trust_store))
+        return [
+            "-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"-Dzookeeper.ssl.keyStore.location={key_store}",
+            "-Dzookeeper.ssl.keyStore.type=PEM",
+            f"-Dzookeeper.ssl.trustStore.location={trust_store}",
+            "-Dzookeeper.ssl.trustStore.type=PEM",
+        ]
 
     def start(self, timeout: float = 60.0) -> ZooKeeperServer:
         self.spawn()
