@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import base_config, xds_port
 from tests.support.envoy import Envoy
-from tests.support.wait import eventually
+from tests.support.wait import eventually, free_port
 from tests.support.xds_process import XdsProcess
 from tests.support.zookeeper import KafkaBroker, ZooKeeperServer
 from xds.demo.brokers import Certs, TlsUpstream, exchange
@@ -287,3 +287,30 @@ async def _sessions_except(server: ZooKeeperServer, known: set[int | None]) -> t
 
 async def _gone(server: ZooKeeperServer, session_id: int) -> bool:
     return session_id not in await asyncio.to_thread(server.session_ids)
+
+
+async def test_unreachable_zookeeper_holds_readyz_until_the_startup_timeout_serves_the_cluster_empty(
+    xds_processes,
+):
+    cluster = {
+        "name": "kafka-a",
+        "loopback_ip": LOOPBACK["kafka-a"],
+        "port_base": 9090,
+        "upstream_listener": "MESH",
+        "zookeeper": {"hosts": f"127.0.0.1:{free_port()}", "startup_timeout_seconds": 3},
+    }
+    server = await xds_processes(base_config(None, [cluster]), wait_ready=False)
+
+    async def waiting() -> str:
+        status, body = await server.get("/readyz")
+        assert status == 503, body
+        reason: str = body["waiting"]["kafka-a"]
+        assert "no ZooKeeper session with 127.0.0.1:" in reason, reason
+        return reason
+
+    await eventually(waiting, what="/readyz naming the cluster that waits for ZooKeeper")
+    await eventually(server.ready, what="ready once the startup timeout gave up on ZooKeeper")
+    source = (await server.get("/debug/topology"))[1]["clusters"]["kafka-a"]["source"]
+    assert source["state"] == "unavailable"
+    assert "startup_timeout_seconds=3" in source["error"]
+    assert "serving this cluster with no brokers" in server.log_text()
