@@ -199,10 +199,10 @@ class ZookeeperSource:
                 retry_at = loop.time() + _READ_RETRY_SECONDS
 
     def _give_up_waiting(self) -> None:
+        reason = self._current.error or f"no ZooKeeper session with {self._ensemble_text} yet"
         problem = (
-            f"no ZooKeeper session with {self._ensemble_text} within "
-            f"startup_timeout_seconds={self._settings.startup_timeout_seconds}: serving this cluster "
-            "with no brokers until ZooKeeper answers"
+            f"{reason}; not synced within startup_timeout_seconds={self._settings.startup_timeout_seconds}: "
+            "serving this cluster with no brokers until it syncs"
         )
         event(log, logging.ERROR, problem, cluster=self.cluster)
         self._set(Topology.create(self.cluster, self.kind, SourceState.UNAVAILABLE, error=problem))
