@@ -211,19 +211,16 @@ class ZookeeperSource:
         """Re-read what changed (everything, after a reconnect), then publish if anything did."""
         generation = self._generation
         full = self._resync or self._refused is not None
-        cluster_id: str | None = None
+        # Whenever the set of brokers is read, so is the cluster id: brokers vanishing because the
+        # chroot was wiped or replaced must be refused, not reported as a cluster that emptied.
+        check_id = full or self._children_dirty
         names = set(self._dirty_names)
         self._dirty_names.clear()
-        if full:
-            self._resync = self._children_dirty = False
-            cluster_id = await self._read_cluster_id(session, watcher)
-            children = await self._read_children(session, watcher)
-            names = set(children)
-        elif self._children_dirty:
-            self._children_dirty = False
-            children = await self._read_children(session, watcher)
-            names |= set(children) - self._registrations.keys()
-            names |= self._registrations.keys() - set(children)
+        self._resync = self._children_dirty = False
+        cluster_id = await self._read_cluster_id(session, watcher) if check_id else None
+        if check_id:
+            children = set(await self._read_children(session, watcher))
+            names = children if full else names | (children ^ self._registrations.keys())
         ordered = sorted(names)
         contents = await asyncio.gather(
             *(self._read_registration(session, name, watcher) for name in ordered)
@@ -231,12 +228,9 @@ class ZookeeperSource:
         if generation != self._generation:
             self._resync = True
             return
-        if full:
-            if not self._accept_cluster_id(cluster_id):
-                return
-            registrations: dict[str, Registration] = {}
-        else:
-            registrations = dict(self._registrations)
+        if check_id and not self._accept_cluster_id(cluster_id):
+            return
+        registrations: dict[str, Registration] = {} if full else dict(self._registrations)
         for name, data in zip(ordered, contents, strict=True):
             registrations.pop(name, None)
             if data is not None:
