@@ -29,7 +29,7 @@ Watcher = Callable[[WatchedEvent], None]
 StateCallback = Callable[[KazooState, str], None]  # kazoo's state, and ZooKeeper's (e.g. AUTH_FAILED)
 # kazoo's default reconnect backoff grows to an hour; after an outage we want the ensemble back at once.
 _RECONNECT_MAX_DELAY_SECONDS = 2.0
-_CLOSE_WAIT_SECONDS = 2.0
+_CLOSE_WAIT_SECONDS = 1.0  # we own no ephemeral znodes: a clean close is nice, not needed
 
 
 @dataclass(frozen=True, slots=True)
