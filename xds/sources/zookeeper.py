@@ -302,8 +302,8 @@ class ZookeeperSource:
             self._refused = None
             return True
         problem = (
-            f"{self._cluster_id_path} is {seen!r} but was {self._cluster_id!r} when this source started: "
-            "the chroot now holds another Kafka cluster; refusing its brokers, keeping the last ones"
+            f"{self._cluster_id_path} is {seen!r} but was {self._cluster_id!r}: the chroot now holds "
+            "another Kafka cluster; refusing its brokers, keeping the last ones"
         )
         if problem != self._refused:
             event(log, logging.ERROR, problem, cluster=self.cluster)
