@@ -1,35 +1,36 @@
-"""Real ZooKeeper for the tests (Debian's package), and Kafka brokers' registrations in it.
+"""Real ZooKeeper for the tests: what the demo runs (xds.demo.zookeeper), plus ensembles and TLS.
 
-A server runs `zkServer.sh start-foreground` with its own config and data directory on loopback, so it
-can be stopped and started again on the same data (sessions and persistent znodes survive), or
-killed. Three of them on distinct ports form an ensemble. A server with TLS runs the same Java class
-directly: Debian's classpath for zkServer.sh lacks netty-codec, which Netty's TLS handler needs.
-Brokers register the way Kafka does: each from its own session, an ephemeral `/brokers/ids/<id>`
-znode in Kafka's exact JSON.
+The server runner, Kafka's znode format and broker registrations live in `xds.demo.zookeeper` and
+are re-exported here. Test-only: ensemble members (three servers on distinct ports form a quorum),
+a server with TLS, the sessions a server sees (`cons`), and ending someone else's session. A server
+with TLS runs the same Java class directly: Debian's classpath for zkServer.sh lacks netty-codec,
+which Netty's TLS handler needs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import trustme
 from cryptography.hazmat.primitives import serialization
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
 
-from tests.support.wait import free_port
+from xds.demo import zookeeper as demo_zookeeper
+from xds.demo.processes import free_port
+from xds.demo.zookeeper import ZK_SERVER, KafkaBroker, broker_znode, cluster_id_znode, write_znode
 
-ZK_SERVER = Path("/usr/share/zookeeper/bin/zkServer.sh")
+__all__ = [
+    "ZK_SERVER",
+    "KafkaBroker",
+    "ZooKeeperEnsemble",
+    "ZooKeeperServer",
+    "broker_znode",
+    "cluster_id_znode",
+    "expire_session",
+    "write_znode",
+]
+
 _ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 _TLS_CLASSPATH = ":".join(
     ["/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar"]  # what zkServer.sh uses, and:
@@ -38,13 +39,10 @@ _TLS_CLASSPATH = ":".join(
         for jar in ("netty-codec", "netty-resolver", "netty-transport-native-unix-common")
     ]
 )
-_TICK_MS = 250  # sessions may be as short as two ticks: fault tests use short session timeouts
-_JVM_FLAGS = "-Xmx192m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"  # small, quick to start; 2 cores
-_SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 
 
-class ZooKeeperServer:
-    """One ZooKeeper server process on 127.0.0.1; `peers` (id, quorum port, election port) for ensembles."""
+class ZooKeeperServer(demo_zookeeper.ZooKeeperServer):
+    """A server that may be one of an ensemble (`peers`: id, quorum port, election port) or use TLS."""
 
     def __init__(
         self,
@@ -54,20 +52,11 @@ class ZooKeeperServer:
         client_port: int | None = None,
         tls: trustme.CA | None = None,
     ) -> None:
-        self.directory = directory
+        super().__init__(directory, client_port)
         self.server_id = server_id
-        self.client_port = client_port or free_port()
         self.secure_port = free_port() if tls is not None else None
         self._tls = tls
-        self.data_dir = directory / "data"
-        self.config_path = directory / "zoo.cfg"
-        self.log_path = directory / "zookeeper.log"
         self._peers = peers or []
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def hosts(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
 
     @property
     def secure_hosts(self) -> str:
@@ -75,51 +64,24 @@ class ZooKeeperServer:
         assert self.secure_port is not None, "started without tls"
         return f"127.0.0.1:{self.secure_port}"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def _write_config(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        lines = [
-            f"tickTime={_TICK_MS}",
-            f"dataDir={self.data_dir}",
-            f"clientPort={self.client_port}",
-            "clientPortAddress=127.0.0.1",
-            "admin.enableServer=false",
-            "4lw.commands.whitelist=*",
-            "minSessionTimeout=500",
-            "maxSessionTimeout=60000",
-            "forceSync=no",  # test data: durability is not what is tested, speed helps on 2 cores
-            "initLimit=20",
-            "syncLimit=10",
-        ]
+    def _config_lines(self) -> list[str]:
+        lines = super()._config_lines()
         if self.secure_port is not None:
             lines += [f"secureClientPort={self.secure_port}", "secureClientPortAddress=127.0.0.1"]
         for peer_id, quorum_port, election_port in self._peers:
             lines.append(f"server.{peer_id}=127.0.0.1:{quorum_port}:{election_port}")
+        return lines
+
+    def _write_config(self) -> None:
+        super()._write_config()
         if self._peers:
             (self.data_dir / "myid").write_text(f"{self.server_id}\n")
-        self.config_path.write_text("\n".join(lines) + "\n")
 
-    def spawn(self) -> None:
-        """Start the process without waiting for it to serve (an ensemble member cannot serve alone)."""
-        if self.running:
-            return
-        self._write_config()
-        jvm_flags = f"{_JVM_FLAGS} -Dzookeeper.log.dir={self.directory}"
-        command = [str(ZK_SERVER), "start-foreground", str(self.config_path)]
-        if self._tls is not None:
-            jvm_flags += " " + " ".join(self._tls_flags(self._tls))
-            command = ["java", *jvm_flags.split(), "-cp", _TLS_CLASSPATH, _ZK_MAIN, str(self.config_path)]
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(os.environ, JMXDISABLE="true", JVMFLAGS=jvm_flags),
-                start_new_session=True,  # a Ctrl-C to pytest must not reach it before teardown does
-            )
+    def _command(self, jvm_flags: str) -> list[str]:
+        if self._tls is None:
+            return super()._command(jvm_flags)
+        flags = [*jvm_flags.split(), *self._tls_flags(self._tls)]
+        return ["java", *flags, "-cp", _TLS_CLASSPATH, _ZK_MAIN, str(self.config_path)]
 
     def _tls_flags(self, ca: trustme.CA) -> list[str]:
         """Netty TLS, a PEM key store (ZooKeeper reads PKCS#8 keys only), client certificates required."""
@@ -140,36 +102,8 @@ class ZooKeeperServer:
         ]
 
     def start(self, timeout: float = 60.0) -> ZooKeeperServer:
-        self.spawn()
-        self.wait_serving(timeout)
+        super().start(timeout)
         return self
-
-    def wait_serving(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.running:
-                raise RuntimeError(f"ZooKeeper exited: {self.log_path.read_text(errors='replace')[-2000:]}")
-            if self.mode() is not None:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ZooKeeper on {self.hosts} not serving after {timeout}s")
-            time.sleep(0.1)
-
-    def mode(self) -> str | None:
-        """standalone, leader or follower while serving; None otherwise."""
-        try:
-            found = re.search(r"^Mode: (\w+)", self.four_letter("srvr"), re.MULTILINE)
-        except OSError:
-            return None
-        return found.group(1) if found else None
-
-    def four_letter(self, command: str) -> str:
-        with socket.create_connection(("127.0.0.1", self.client_port), timeout=2) as sock:
-            sock.sendall(command.encode())
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace")
 
     def session_ids(self) -> set[int]:
         """The sessions connected to this server now (from `cons`)."""
@@ -178,26 +112,6 @@ class ZooKeeperServer:
         except OSError:
             return set()
         return {int(sid, 16) for sid in re.findall(r"sid=0x([0-9a-f]+)", text)}
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, as an operator's restart does; SIGKILL if it hangs."""
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL: a crashed or partitioned server."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
 
 
 class ZooKeeperEnsemble:
@@ -227,112 +141,6 @@ class ZooKeeperEnsemble:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
-
-
-def broker_znode(
-    endpoints: Mapping[str, str],
-    rack: str | None = None,
-    version: int = 5,
-    protocols: Mapping[str, str] | None = None,
-    timestamp_ms: int | None = None,
-) -> bytes:
-    """A `/brokers/ids/<id>` registration exactly as Kafka's BrokerIdZNode.encode writes `version`.
-
-    `endpoints` maps listener name to `host:port` (for versions 2 and 3, the name is the security
-    protocol); `protocols` maps listener name to security protocol (default: the name if it is one,
-    else SSL)."""
-    protocols = dict(protocols or {})
-    for name in endpoints:
-        protocols.setdefault(name, name if name in _SECURITY_PROTOCOLS else "SSL")
-    plaintext = next((address for name, address in endpoints.items() if protocols[name] == "PLAINTEXT"), None)
-    host, _, port = plaintext.rpartition(":") if plaintext else (None, "", "-1")
-    body: dict[str, Any] = {}
-    if version >= 5:
-        body["features"] = {}
-    if version >= 4:
-        body["listener_security_protocol_map"] = protocols
-    if version >= 2:
-        body["endpoints"] = [f"{name}://{address}" for name, address in endpoints.items()]
-    body.update(
-        {
-            "jmx_port": -1,
-            "port": int(port),
-            "host": host.strip("[]") if host else None,
-            "version": version,
-            "timestamp": str(timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)),
-        }
-    )
-    if version >= 3 and rack is not None:
-        body["rack"] = rack
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-class KafkaBroker:
-    """One broker's ZooKeeper session and its ephemeral registration, as Kafka keeps them."""
-
-    def __init__(self, hosts: str, chroot: str, broker_id: int | str) -> None:
-        self.hosts = hosts
-        self.path = f"{chroot}/brokers/ids/{broker_id}"
-        self._client: KazooClient | None = None
-
-    @property
-    def session_id(self) -> int | None:
-        return int(self._client.client_id[0]) if self._client and self._client.connected else None
-
-    async def register(
-        self, endpoints: Mapping[str, str] | None = None, data: bytes | None = None, **znode: Any
-    ) -> KafkaBroker:
-        """A new session and the registration: Kafka's start-up. `data` writes raw bytes instead."""
-        content = data if data is not None else broker_znode(endpoints or {}, **znode)
-        await asyncio.to_thread(self._register, content)
-        return self
-
-    def _register(self, content: bytes) -> None:
-        self._close()
-        client = KazooClient(hosts=self.hosts, timeout=10)
-        client.start(timeout=15)
-        self._client = client
-        client.create(self.path, content, ephemeral=True, makepath=True)
-
-    async def update(
-        self, endpoints: Mapping[str, str] | None = None, data: bytes | None = None, **znode: Any
-    ) -> None:
-        """Rewrite the registration in place (Kafka does so when its listeners change dynamically)."""
-        assert self._client is not None
-        content = data if data is not None else broker_znode(endpoints or {}, **znode)
-        await asyncio.to_thread(self._client.set, self.path, content)
-
-    async def restart(self, endpoints: Mapping[str, str], **znode: Any) -> None:
-        """Shut down (the znode goes with the session) and register again, e.g. from a new pod IP."""
-        await self.stop()
-        await self.register(endpoints, **znode)
-
-    async def stop(self) -> None:
-        await asyncio.to_thread(self._close)
-
-    def _close(self) -> None:
-        if self._client is not None:
-            self._client.stop()
-            self._client.close()
-            self._client = None
-
-
-def write_znode(hosts: str, path: str, data: bytes) -> None:
-    """Create or overwrite a persistent znode (e.g. `/cluster/id`) from a short-lived session."""
-    client = KazooClient(hosts=hosts, timeout=10)
-    client.start(timeout=15)
-    try:
-        try:
-            client.set(path, data)
-        except NoNodeError:
-            client.create(path, data, makepath=True)
-    finally:
-        client.stop()
-        client.close()
-
-
-def cluster_id_znode(cluster_id: str) -> bytes:
-    return json.dumps({"version": "1", "id": cluster_id}).encode()
 
 
 def expire_session(hosts: str, session_id: int, password: bytes) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,14 @@ from typing import IO
 import aiohttp
 
 from xds.bootstrap import bootstrap_yaml, build_bootstrap
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the caller binds it soon after; fine on loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def terminate(process: asyncio.subprocess.Process, timeout: float = 10.0) -> int:
