@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -168,10 +168,74 @@ class ZookeeperSource(_Model):
         return chroot
 
 
+def _check_bootstrap_server(server: str) -> str:
+    """`host:port` (or `[v6]:port`) with a real port, as in a Kafka client's bootstrap.servers."""
+    try:
+        parsed = urllib.parse.urlsplit("kafka://" + server)
+        port = parsed.port  # raises ValueError when out of range or not a number
+    except ValueError:
+        parsed, port = None, None
+    if parsed is None or not parsed.hostname or port is None or port < 1 or parsed.path:
+        raise ValueError(f"{server!r} is not HOST:PORT")
+    return server
+
+
+class KraftSsl(_Model):
+    """TLS to the brokers' bootstrap listener. Without `ca_file` the system's trust store is used."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None  # a client certificate, for listeners with ssl.client.auth=required
+    key_file: str | None = None
+    key_password_file: str | None = None
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> KraftSsl:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both 'cert_file' and 'key_file', or neither")
+        if self.key_password_file is not None and self.key_file is None:
+            raise ValueError("'key_password_file' needs 'key_file'")
+        return self
+
+
+class KraftSasl(_Model):
+    """SASL on the bootstrap listener; the password is read from a file, never from the config."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+    username: str = Field(min_length=1)
+    password_file: str = Field(min_length=1)
+
+
 class KraftSource(_Model):
-    bootstrap_servers: list[ListenAddress] = Field(min_length=1)
+    """Kafka's own Metadata API, for ZooKeeper-less (KRaft) clusters; see docs/kraft.md."""
+
+    bootstrap_servers: list[Annotated[str, pydantic.AfterValidator(_check_bootstrap_server)]] = Field(
+        min_length=1
+    )
+    # The listener these addresses belong to is the one whose advertised endpoints kafka-xds learns;
+    # upstream_port replaces their port, for sidecars that must use another listener on the same host.
     upstream_port: Port | None = None
-    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    poll_interval_seconds: float = Field(default=2.0, ge=0.1, le=3600)
+    request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    max_backoff_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    startup_timeout_seconds: float | None = Field(default=None, gt=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl: KraftSsl | None = None
+    sasl: KraftSasl | None = None
+
+    @model_validator(mode="after")
+    def _security_settings_match_the_protocol(self) -> KraftSource:
+        uses_ssl = self.security_protocol in ("SSL", "SASL_SSL")
+        uses_sasl = self.security_protocol.startswith("SASL_")
+        if self.ssl is not None and not uses_ssl:
+            raise ValueError(f"'ssl' is set but security_protocol {self.security_protocol} does not use TLS")
+        if uses_sasl and self.sasl is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs 'sasl'")
+        if self.sasl is not None and not uses_sasl:
+            raise ValueError(
+                f"'sasl' is set but security_protocol {self.security_protocol} does not use SASL"
+            )
+        return self
 
 
 SOURCE_KINDS = ("static", "zookeeper", "kraft")
@@ -291,6 +355,7 @@ def _check_clusters(raw: dict[str, Any], config: Config) -> None:
             raise ConfigError(f"{key}.loopback_ip", f"{cluster.loopback_ip} is already used by {other!r}")
         ips[cluster.loopback_ip] = index
         _check_ports(key, cluster)
+        _check_kraft(key, cluster)
         if "upstream_tls" not in cluster.model_fields_set and "upstream_tls" not in raw:
             raise ConfigError(
                 f"{key}.upstream_tls",
@@ -303,6 +368,19 @@ def _check_clusters(raw: dict[str, Any], config: Config) -> None:
                 raise ConfigError(
                     listen_key, f"{listen} overlaps the broker port range of {cluster.name!r} (index {index})"
                 )
+
+
+def _check_kraft(key: str, cluster: KafkaCluster) -> None:
+    if cluster.kraft is None:
+        return
+    if cluster.client_listener is not None:
+        raise ConfigError(
+            f"{key}.client_listener",
+            "cannot be checked with a kraft source: Metadata shows only the listener it is asked on "
+            "(remove it; see docs/kraft.md)",
+        )
+    if cluster.upstream_port is not None and cluster.kraft.upstream_port is not None:
+        raise ConfigError(f"{key}.kraft.upstream_port", "also set as the cluster's upstream_port: set one")
 
 
 def _port_range(cluster: KafkaCluster) -> set[int]:
