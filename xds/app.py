@@ -16,6 +16,7 @@ from xds.log import event
 from xds.metrics import Metrics
 from xds.server import AdsServer
 from xds.sources.base import Source
+from xds.sources.kraft import KraftSource
 from xds.sources.static import StaticSource
 from xds.sources.zookeeper import ZookeeperSource
 from xds.topology import Topology
@@ -30,7 +31,7 @@ def make_source(config: Config, cluster_name: str) -> Source:
         return StaticSource(cluster)
     if cluster.zookeeper is not None:
         return ZookeeperSource(cluster)
-    raise NotImplementedError(f"the {cluster.source_kind} source is not available in this version")
+    return KraftSource(cluster)
 
 
 class Application:
