@@ -14,7 +14,10 @@ from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
 from xds.demo.brokers import Certs, TlsUpstream, make_certs
 
-pytest_plugins = ["tests.conftest_zk"]  # real ZooKeeper servers, ensembles and broker registrations
+pytest_plugins = [
+    "tests.conftest_zk",  # real ZooKeeper servers, ensembles and broker registrations
+    "tests.conftest_kafka",  # a real Kafka-protocol broker (Tansu)
+]
 
 
 @pytest.fixture
