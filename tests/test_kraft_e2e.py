@@ -87,14 +87,19 @@ async def test_metadata_client_reads_a_real_brokers_answer(tansu):
     )
     assert settings is not None
     client = KafkaMetadataClient(settings, "kafka-k")
+    server = HostPort(broker.host, broker.port)
     try:
-        first = await client.fetch(HostPort(broker.host, broker.port))
-        again = await client.fetch(HostPort(broker.host, broker.port))  # over the same connection
+        first = await client.fetch(server)
+        again = await client.fetch(server)  # over the same connection
+        # The kept connection dies (a restart, an idle timeout): the next fetch reconnects at once.
+        await broker.restart(advertised="127.0.0.62:19094")
+        after_restart = await client.fetch(server)
     finally:
         await client.close()
     assert first == again
     assert first.cluster_id == "kraft-one"
     assert [(b.node_id, b.host, b.port) for b in first.brokers] == [(TANSU_NODE_ID, "127.0.0.61", 19094)]
+    assert [(b.host, b.port) for b in after_restart.brokers] == [("127.0.0.62", 19094)]
 
 
 async def test_follows_a_broker_that_moves_goes_away_and_comes_back(tansu):

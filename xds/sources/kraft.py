@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from xds.config import KafkaCluster
@@ -320,11 +320,35 @@ class KafkaMetadataClient:
         self._server: HostPort | None = None
 
     async def fetch(self, server: HostPort) -> ClusterMetadata:
+        reused = self._connection is not None and self._server == server and self._connection.connected()
+        if reused:
+            try:
+                return await self._fetch(server)
+            except (OSError, TimeoutError, KafkaConnectionError) as err:
+                # A kept-open connection may have been closed under us (the broker's
+                # connections.max.idle.ms, a load balancer's idle timeout, a restart): that says
+                # nothing about the server yet. Ask again over a new connection.
+                event(
+                    log,
+                    logging.DEBUG,
+                    "kept connection failed; reconnecting",
+                    server=str(server),
+                    error=repr(err),
+                )
+        try:
+            return await self._fetch(server)
+        except KafkaConnectionError as err:
+            raise MetadataError(describe_error(err)) from err
+
+    async def _fetch(self, server: HostPort) -> ClusterMetadata:
         timeout = self._settings.request_timeout_seconds
         try:
             connection = await self._connection_to(server, timeout)
             request = MetadataRequest(topics=[], allow_auto_topic_creation=False)
             response = await asyncio.wait_for(connection.send(request), timeout)
+        except KafkaConnectionError:
+            await self.close()
+            raise
         except KafkaError as err:
             await self.close()
             raise MetadataError(describe_error(err)) from err
