@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 from tests.conftest import base_config, xds_port
-from tests.support.kafka import TANSU_NODE_ID, TlsFront
+from tests.support.kafka import TANSU_NODE_ID, KafkaRelay
 from tests.support.wait import eventually
 from xds.config import parse_config
 from xds.demo.brokers import Certs, exchange
@@ -138,19 +138,19 @@ async def test_a_restart_as_another_cluster_is_refused_until_the_right_one_is_ba
 
 
 @pytest.fixture
-async def tls_front(certs: Certs) -> AsyncIterator[list[TlsFront]]:
-    fronts: list[TlsFront] = []
+async def relays(certs: Certs) -> AsyncIterator[list[KafkaRelay]]:
+    fronts: list[KafkaRelay] = []
     yield fronts
     for front in fronts:
         await front.stop()
 
 
-async def test_ssl_with_a_client_certificate(tansu, certs, tls_front, tmp_path):
+async def test_ssl_with_a_client_certificate(tansu, certs, relays, tmp_path):
     broker = await tansu("127.0.0.51", advertised="127.0.0.61:19094")
-    front = await TlsFront(
-        "127.0.0.52", certs.server_context("127.0.0.52"), (broker.host, broker.port)
+    front = await KafkaRelay(
+        "127.0.0.52", (broker.host, broker.port), certs.server_context("127.0.0.52")
     ).start()
-    tls_front.append(front)
+    relays.append(front)
     ssl_settings = {
         "ca_file": str(certs.ca_file),
         "cert_file": str(certs.client_cert),

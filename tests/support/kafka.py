@@ -6,8 +6,8 @@ ApiVersions and Metadata as Kafka does: its node id (111), its advertised listen
 Memory storage makes each process a one-broker cluster, so "a broker moving" is a restart with
 another advertised address, and "another cluster" a restart with another cluster id.
 
-Tansu 0.6's own TLS listener does not complete handshakes, so `TlsFront` stands in for an SSL
-listener: a TLS server that requires a client certificate and relays the Kafka bytes to Tansu.
+Tansu 0.6's own TLS listener does not complete handshakes, so a `KafkaRelay` with TLS stands in for
+an SSL listener: it requires a client certificate and relays the Kafka bytes to Tansu.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import importlib.resources
 import ssl
+import struct
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,54 +104,80 @@ class TansuBroker:
 
 
 @dataclass
-class TlsFront:
-    """A TLS listener (client certificate required) in front of a plaintext Kafka listener."""
+class KafkaRelay:
+    """Relays Kafka connections to `target` and counts the requests by API key.
+
+    With `context`, it is a TLS listener (client certificate required) in front of a plaintext one:
+    an SSL listener, as far as a client can tell. `switch` sends new connections elsewhere and drops
+    the open ones, as a broker that went away would.
+    """
 
     host: str
-    context: ssl.SSLContext
     target: tuple[str, int]
+    context: ssl.SSLContext | None = None
     port: int = 0
     handshakes: int = 0
+    requests: Counter[int] = field(default_factory=Counter)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def start(self) -> TlsFront:
+    async def start(self) -> KafkaRelay:
         self._server = await asyncio.start_server(self._relay, self.host, self.port, ssl=self.context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    async def switch(self, target: tuple[str, int]) -> None:
+        self.target = target
+        await self._drop_connections()
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._drop_connections()
             await self._server.wait_closed()
             self._server = None
+
+    async def _drop_connections(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         self.handshakes += 1
+        upstream_writer: asyncio.StreamWriter | None = None
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            self._tasks.discard(task)
-            return
-        try:
-            await asyncio.gather(_pump(reader, upstream_writer), _pump(upstream_reader, writer))
+            await asyncio.gather(
+                _pump(reader, upstream_writer, self.requests), _pump(upstream_reader, writer, None)
+            )
+        except (OSError, asyncio.CancelledError):
+            pass  # the target is down, or `switch`/`stop` dropped this connection: the handler ends here
         finally:
             self._tasks.discard(task)
             for stream in (writer, upstream_writer):
-                stream.close()
+                if stream is not None:
+                    stream.close()
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Counter[int] | None
+) -> None:
+    """Copy bytes; with `count`, tally each request frame (int32 size, then int16 API key)."""
+    pending = b""
     with contextlib.suppress(ConnectionError, ssl.SSLError):
         while data := await reader.read(65536):
             writer.write(data)
+            if count is not None:
+                pending += data
+                while len(pending) >= 6:
+                    size, api_key = struct.unpack(">ih", pending[:6])
+                    if len(pending) < 4 + size:
+                        break
+                    count[api_key] += 1
+                    pending = pending[4 + size :]
             await writer.drain()
     with contextlib.suppress(OSError, RuntimeError):
         writer.write_eof()
