@@ -28,6 +28,7 @@ unit: setup
 bench: setup
 	$(BIN)/python benchmarks/snapshot_build.py
 	$(BIN)/python benchmarks/zk_convergence.py
+	$(BIN)/python benchmarks/kraft_convergence.py
 
 clean:
 	rm -rf .venv .mypy_cache .pytest_cache .ruff_cache *.egg-info

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from kazoo.client import KazooClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repo
 
+from benchmarks.support import EnvoyWatch, summary
 from tests.support.envoy import Envoy
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
@@ -66,40 +64,6 @@ class Registration:
             self.client = None
 
 
-class EnvoyWatch:
-    """Polls one Envoy's admin /clusters over a kept-alive connection."""
-
-    def __init__(self, admin_port: int) -> None:
-        self._url = f"http://127.0.0.1:{admin_port}/clusters?format=json"
-        self._session = aiohttp.ClientSession()
-
-    async def endpoints(self) -> dict[str, list[str]]:
-        async with self._session.get(self._url) as response:
-            body = json.loads(await response.text())
-        found: dict[str, list[str]] = {}
-        for status in body.get("cluster_statuses", []):
-            found[status["name"]] = [
-                f"{host['address']['socket_address']['address']}:{host['address']['socket_address']['port_value']}"
-                for host in status.get("host_statuses", [])
-            ]
-        return found
-
-    async def until(self, expected: dict[str, str], timeout: float = 30.0) -> float:
-        """Poll until every named cluster has exactly its expected endpoint; return when it did."""
-        deadline = time.perf_counter() + timeout
-        while True:
-            found = await self.endpoints()
-            now = time.perf_counter()
-            if all(found.get(name) == [address] for name, address in expected.items()):
-                return now
-            if now > deadline:
-                raise TimeoutError(f"Envoy never showed {expected}")
-            await asyncio.sleep(0.002)
-
-    async def close(self) -> None:
-        await self._session.close()
-
-
 def _config(hosts: str, debounce_ms: int) -> dict[str, Any]:
     return {
         "xds": {"listen": f"127.0.0.1:{free_port()}", "debounce_ms": debounce_ms},
@@ -117,15 +81,6 @@ def _config(hosts: str, debounce_ms: int) -> dict[str, Any]:
             for name, loopback in ((SINGLE, "127.0.0.10"), (ROLLING, "127.0.0.11"))
         ],
     }
-
-
-def _summary(label: str, seconds: list[float]) -> str:
-    ms = sorted(value * 1000 for value in seconds)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    return (
-        f"{label:<34} n={len(ms):<3} p50 {statistics.median(ms):6.1f} ms   p99 {p99:6.1f} ms   "
-        f"min {ms[0]:6.1f}   max {ms[-1]:6.1f}"
-    )
 
 
 async def _pushes(server: XdsProcess) -> int:
@@ -195,9 +150,9 @@ async def main(changes: int, brokers: int, debounce_ms: int) -> None:
             await watch.until(initial, timeout=60)
             print(f"ZooKeeper -> kafka-xds (debounce {debounce_ms} ms) -> Envoy, {brokers + 1} brokers")
             moved = await _single_changes(watch, single, changes, in_place=False)
-            print(_summary("re-registration at a new address", moved))
+            print(summary("re-registration at a new address", moved))
             rewritten = await _single_changes(watch, single, changes, in_place=True)
-            print(_summary("znode rewritten in place", rewritten))
+            print(summary("znode rewritten in place", rewritten))
             await _rolling_restart(watch, rolling, server)
         finally:
             if watch is not None:
