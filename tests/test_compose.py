@@ -53,11 +53,20 @@ def test_every_image_is_pinned(compose):
     assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", base.group(1)), base.group(1)
 
 
-def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(compose):
-    for name, service in compose["services"].items():
-        for source, _ in _mounted_files(service):
+def _zookeeper_brokers(compose: dict[str, Any]) -> list[str]:
+    return [name for name in compose["services"] if re.fullmatch(r"kafka-\d+", name)]
+
+
+def _kraft_nodes(compose: dict[str, Any]) -> list[str]:
+    return [name for name in compose["services"] if re.fullmatch(r"kafka-b-\d+", name)]
+
+
+@pytest.mark.parametrize("service", ["kafka-xds", "kafka-xds-kraft"])
+def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(compose, service):
+    for name, definition in compose["services"].items():
+        for source, _ in _mounted_files(definition):
             assert source.exists(), f"{name} mounts {source}, which does not exist"
-    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
+    ((config_path, _),) = _mounted_files(compose["services"][service])
     result = subprocess.run(
         [sys.executable, "-m", "xds", "check-config", str(config_path)],
         capture_output=True,
@@ -72,7 +81,7 @@ def test_brokers_advertise_what_the_plan_says(compose):
     config = load_config(config_path)
     cluster = config.kafka_clusters[0]
     assert cluster.zookeeper is not None
-    brokers = [name for name in compose["services"] if name.startswith("kafka-") and name != "kafka-xds"]
+    brokers = _zookeeper_brokers(compose)
     assert len(brokers) == 3
     for name in brokers:
         ((properties_path, _),) = _mounted_files(compose["services"][name])
@@ -102,6 +111,58 @@ def test_sidecar_and_client_use_the_planned_addresses_and_the_real_ports(compose
     assert f"-b {cluster.loopback_ip}:{broker_port(cluster, 1)}" in services["client"]["command"][0]
 
 
+def test_the_kraft_profile_runs_a_three_node_kraft_cluster_that_kafka_xds_follows_through_metadata(compose):
+    services = compose["services"]
+    kraft_services = {name for name, service in services.items() if "kraft" in service.get("profiles", [])}
+    nodes = _kraft_nodes(compose)
+    assert len(nodes) == 3
+    assert kraft_services == {
+        *nodes,
+        "kafka-xds-kraft",
+        "bootstrap-kraft",
+        "app-kraft",
+        "envoy-kraft",
+        "client-kraft",
+    }
+    for name in set(services) - kraft_services:  # the default stack does not depend on the profile
+        depends = services[name].get("depends_on", [])
+        assert not kraft_services & set(depends), name
+    ((config_path, _),) = _mounted_files(services["kafka-xds-kraft"])
+    config = load_config(config_path)
+    (cluster,) = config.kafka_clusters
+    assert cluster.kraft is not None
+    assert int(services[nodes[0]]["image"].split(":")[1].split(".")[0]) >= 4  # Kafka 4.x: no ZooKeeper
+    voters = set()
+    for name in nodes:
+        ((properties_path, _),) = _mounted_files(services[name])
+        properties = _properties(properties_path)
+        node_id = int(properties["node.id"])
+        assert "zookeeper.connect" not in properties
+        assert properties["process.roles"] == "broker,controller"
+        voters.add(properties["controller.quorum.voters"])
+        listeners = dict(item.split("://") for item in properties["listeners"].split(","))
+        advertised = dict(item.split("://") for item in properties["advertised.listeners"].split(","))
+        # kafka-xds asks the upstream listener, whose advertised host is the node's name ...
+        upstream = advertised[cluster.upstream_listener]
+        assert upstream in cluster.kraft.bootstrap_servers and upstream.startswith(name + ":")
+        # ... and sends sidecars to the MESH port on that host, which requires a client certificate.
+        assert listeners["MESH"].endswith(f":{cluster.kraft.upstream_port}")
+        assert properties["listener.security.protocol.map"].count("MESH:SSL") == 1
+        assert properties["ssl.client.auth"] == "required"
+        # Clients see the plan's loopback addresses: MESH advertises them.
+        assert advertised["MESH"] == f"{cluster.loopback_ip}:{broker_port(cluster, node_id)}"
+    assert len(voters) == 1  # every node names the same quorum
+    assert f"--xds kafka-xds-kraft:{parse_listen(config.xds.listen)[1]}" in " ".join(
+        services["bootstrap-kraft"]["entrypoint"]
+    )
+    assert f"-b {cluster.loopback_ip}:{broker_port(cluster, 1)}" in services["client-kraft"]["command"][0]
+    assert (
+        services["envoy-kraft"]["network_mode"]
+        == services["client-kraft"]["network_mode"]
+        == "service:app-kraft"
+    )
+
+
 def test_certificate_files_the_configs_name_are_made_by_the_certs_job(compose, tmp_path):
     entrypoint = compose["services"]["certs"]["entrypoint"]
     brokers = [entrypoint[i + 1] for i, arg in enumerate(entrypoint) if arg == "--broker"]
@@ -112,7 +173,8 @@ def test_certificate_files_the_configs_name_are_made_by_the_certs_job(compose, t
     assert tls is not None
     for path in (tls.ca_file, tls.cert_file, tls.key_file):
         assert Path(path).name in made and path.startswith("/certs/")
-    for name in brokers:
+    for name in _zookeeper_brokers(compose) + _kraft_nodes(compose):
+        assert name in brokers
         ((properties_path, _),) = _mounted_files(compose["services"][name])
         properties = _properties(properties_path)
         assert Path(properties["ssl.keystore.location"]).name in made
