@@ -81,14 +81,15 @@ class MovingBroker:
     def advertised(self) -> str:
         return self.brokers[self.active].advertised
 
-    async def move(self) -> float:
+    async def move(self, spread: float) -> float:
         """Make the idle broker advertise a new address, then switch to it; return t0."""
         self.changes += 1
         idle = 1 - self.active
         host = f"127.0.0.{61 + idle}"
         await self.brokers[idle].restart(advertised=f"{host}:{20000 + self.changes}")
-        # A random phase against kafka-xds's polls, so the figures cover the whole interval.
-        await asyncio.sleep(random.uniform(0.0, 0.3))
+        # A random phase against kafka-xds's polls (uniform over one interval): the previous change
+        # went live just after a poll, so without it every change would land at the same phase.
+        await asyncio.sleep(random.uniform(0.0, spread))
         started = time.perf_counter()
         await self.relay.switch((self.brokers[idle].host, self.brokers[idle].port))
         self.active = idle
@@ -120,7 +121,7 @@ async def _run_interval(
         )
         took = []
         for _ in range(changes):
-            started = await moving.move()
+            started = await moving.move(spread=interval)
             live_at = await watch.until({ENDPOINTS: moving.advertised}, timeout=60 + 4 * interval)
             took.append(live_at - started)
         print(summary(f"poll_interval_seconds={interval:<4}", took))
