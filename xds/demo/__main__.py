@@ -1,149 +1,311 @@
-"""`make demo` (`python -m xds.demo`): watch a sidecar follow a broker to a new IP, on loopback.
+"""`make demo` (`python -m xds.demo`): a sidecar follows Kafka brokers that register in ZooKeeper.
 
-Starts, in a temp dir: three stand-in brokers of cluster kafka-a (mTLS servers that require a client
-certificate, on 127.0.0.21-23), kafka-xds on config/demo.yaml (its own process, as operators run
-it), a real Envoy sidecar, and a client that sends through 127.0.0.10:9091-9093 every second and
-prints which broker answered. After a few seconds broker 2 is "rescheduled" onto 127.0.0.32: the
-client keeps using 127.0.0.10:9092 and the answers come from the new pod, no restart anywhere.
-Ctrl-C (or --duration) stops everything and removes the temp dir.
+Starts, all on loopback and in a temp dir: a ZooKeeper (Debian's package); five stand-in brokers of
+two Kafka clusters (kafka-a: 1-3 on 127.0.0.21-23, kafka-b: 1-2 on 127.0.0.41-42), each an mTLS
+server that requires a client certificate and registers its znode in Kafka's exact format under its
+cluster's chroot; kafka-xds on config/demo.yaml (its own process, as operators run it); a real Envoy
+sidecar; and a client that sends through 127.0.0.10:9091-9093 and 127.0.0.11:9091-9092 every second
+and prints which broker answered. After a few seconds broker 2 of kafka-a is rescheduled onto
+127.0.0.32 (a new session, a new znode, as a restarted broker does): the client keeps using
+127.0.0.10:9092 and the answers come from the new pod, with no restart anywhere. Ctrl-C (or
+--duration) stops everything and removes the temp dir.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
-from xds.config import parse_config, parse_listen
-from xds.demo.brokers import TlsUpstream, exchange, make_certs
-from xds.demo.processes import EnvoyProcess, terminate
+from xds.config import KafkaCluster, parse_config, parse_listen
+from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
+from xds.demo.processes import EnvoyProcess, envoy_binary, spawn_kafka_xds, terminate, wait_ready
+from xds.demo.zookeeper import ZK_SERVER, KafkaBroker, ZooKeeperServer, cluster_id_znode, write_znode
+from xds.plan import broker_port
 
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
-BROKER_HOSTS = {1: "127.0.0.21", 2: "127.0.0.22", 3: "127.0.0.23"}
-RESCHEDULED_HOST = "127.0.0.32"
-ADMIN_PORT = 9901
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
+# Where each broker's pod runs: Kafka cluster -> broker id -> pod IP.
+POD_IPS: Mapping[str, Mapping[int, str]] = {
+    "kafka-a": {1: "127.0.0.21", 2: "127.0.0.22", 3: "127.0.0.23"},
+    "kafka-b": {1: "127.0.0.41", 2: "127.0.0.42"},
+}
+MOVED_BROKER, MOVED_TO = ("kafka-a", 2), "127.0.0.32"
+MESH_PORT = 9094  # every broker's mTLS listener, on its pod IP (as in config/compose)
+ENVOY_ADMIN_PORT = 9901
+_ANSWER_WIDTH = len("broker-1@127.0.0.21")
+
+
+class DemoError(Exception):
+    """Why the demo cannot run, said in one line."""
+
+
+class DemoBroker:
+    """A stand-in Kafka broker: an mTLS listener (MESH) on its pod IP and its ZooKeeper registration."""
+
+    def __init__(self, cluster: KafkaCluster, broker_id: int, certs: Certs, zookeeper_hosts: str) -> None:
+        assert cluster.zookeeper is not None
+        self.cluster = cluster
+        self.broker_id = broker_id
+        self.listener: TlsUpstream | None = None
+        self._certs = certs
+        self._registration = KafkaBroker(zookeeper_hosts, cluster.zookeeper.chroot, broker_id)
+
+    async def start(self, pod_ip: str) -> None:
+        """Listen on the pod IP, then register, as Kafka does once its listeners are up."""
+        context = self._certs.server_context(pod_ip)
+        name = f"broker-{self.broker_id}@{pod_ip}"
+        self.listener = await TlsUpstream(name, pod_ip, context, port=MESH_PORT).start()
+        await self._registration.register(self._endpoints(pod_ip), rack=f"az{self.broker_id}")
+
+    def _endpoints(self, pod_ip: str) -> dict[str, str]:
+        return {
+            "MESH": f"{pod_ip}:{MESH_PORT}",  # SSL, client certificate required: the sidecar's upstream
+            # What Kafka clients are told (their Metadata): the plan's address, reached via the sidecar.
+            "CLIENT": f"{self.cluster.loopback_ip}:{broker_port(self.cluster, self.broker_id)}",
+        }
+
+    async def stop(self) -> None:
+        """Shut down: the session closes (ZooKeeper deletes the znode with it), then the listener."""
+        await self._registration.stop()
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
 
 
 class Demo:
-    def __init__(self, workdir: Path, config_path: Path, reschedule_after: float) -> None:
+    """The whole stack in one temp dir; `stop()` ends every process it started, whatever state it is in."""
+
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.certs = make_certs(workdir / "certs")
-        self.reschedule_after = reschedule_after
-        raw: dict[str, Any] = yaml.safe_load(config_path.read_text())
+        self.zookeeper = ZooKeeperServer(workdir / "zookeeper")
+        self.brokers: dict[tuple[str, int], DemoBroker] = {}
+        self.server: asyncio.subprocess.Process | None = None
+        self.envoy: EnvoyProcess | None = None
+        self._server_log: IO[bytes] | None = None
+        self._zookeeper_spawned: asyncio.Future[None] | None = None
+        raw: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
+        for cluster in raw["kafka_clusters"]:
+            cluster["zookeeper"]["hosts"] = self.zookeeper.hosts
         # The sidecar and the brokers live in this temp dir: point the config at its certificates.
+        certs_dir = workdir / "certs"
         raw["upstream_tls"] = {
-            "ca_file": str(self.certs.ca_file),
-            "cert_file": str(self.certs.client_cert),
-            "key_file": str(self.certs.client_key),
+            "ca_file": str(certs_dir / "ca.pem"),
+            "cert_file": str(certs_dir / "client.pem"),
+            "key_file": str(certs_dir / "client.key"),
         }
-        self.brokers_file = workdir / "brokers-a.yaml"
-        raw["kafka_clusters"][0]["static"]["file"] = str(self.brokers_file)
         self.config = parse_config(raw)
         self.config_path = workdir / "kafka-xds.yaml"
         self.config_path.write_text(yaml.safe_dump(raw))
-        self.cluster = self.config.kafka_clusters[0]
-        self.brokers: dict[int, TlsUpstream] = {}
-        self.server: asyncio.subprocess.Process | None = None
-        self.envoy: EnvoyProcess | None = None
+        self.status_url = f"http://{self.config.debug.listen}/"
 
     async def start(self) -> None:
-        for broker_id, host in BROKER_HOSTS.items():
-            self.brokers[broker_id] = await self._broker(broker_id, host)
-        self._write_brokers()
-        log = (self.workdir / "kafka-xds.log").open("ab")
-        self.server = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "xds",
-            "serve",
-            "--config",
-            str(self.config_path),
-            "--log-level",
-            "info",
-            stdout=log,
-            stderr=log,
+        certs = await asyncio.to_thread(make_certs, self.workdir / "certs")
+        # Shielded, and awaited again by stop(): a Ctrl-C now must not leave a server behind unseen.
+        self._zookeeper_spawned = asyncio.ensure_future(asyncio.to_thread(self.zookeeper.spawn))
+        await asyncio.shield(self._zookeeper_spawned)
+        await asyncio.to_thread(self.zookeeper.wait_serving)
+        for cluster in self.config.kafka_clusters:
+            assert cluster.zookeeper is not None
+            # Kafka's first controller writes the id; kafka-xds remembers it and shows it.
+            cluster_id = cluster_id_znode(_new_cluster_id())
+            await asyncio.to_thread(
+                write_znode, self.zookeeper.hosts, f"{cluster.zookeeper.chroot}/cluster/id", cluster_id
+            )
+            for broker_id in POD_IPS[cluster.name]:
+                self.brokers[cluster.name, broker_id] = DemoBroker(
+                    cluster, broker_id, certs, self.zookeeper.hosts
+                )
+        await asyncio.gather(*(broker.start(POD_IPS[key[0]][key[1]]) for key, broker in self.brokers.items()))
+        self._server_log = (self.workdir / "kafka-xds.log").open("ab")
+        self.server = await spawn_kafka_xds(self.config_path, self._server_log)
+        await wait_ready(self.status_url, self.server, self.workdir / "kafka-xds.log")
+        self.envoy = EnvoyProcess(
+            self.workdir, "demo-app", parse_listen(self.config.xds.listen)[1], ENVOY_ADMIN_PORT
         )
-        xds_port = parse_listen(self.config.xds.listen)[1]
-        self.envoy = EnvoyProcess(self.workdir, "demo-app", xds_port, ADMIN_PORT)
         await self.envoy.start()
-        print(
-            f"kafka-xds: ADS on {self.config.xds.listen}, status on http://{self.config.debug.listen}/readyz"
+        await self._wait_sidecar()
+
+    async def reschedule(self) -> str:
+        """Broker MOVED_BROKER's pod stops and starts again on MOVED_TO; returns what it says."""
+        broker = self.brokers[MOVED_BROKER]
+        assert broker.listener is not None
+        old_ip = broker.listener.host
+        await broker.stop()
+        await broker.start(MOVED_TO)
+        planned = f"{broker.cluster.loopback_ip}:{broker_port(broker.cluster, broker.broker_id)}"
+        return (
+            f"\n*** rescheduled: {broker.cluster.name} broker {broker.broker_id}'s pod moved "
+            f"{old_ip} -> {MOVED_TO} (new session, new znode).\n"
+            f"    Clients keep using {planned}; the sidecar follows it without a restart.\n"
         )
-        print(f"sidecar:   Envoy admin on http://127.0.0.1:{ADMIN_PORT}/  (logs in {self.workdir})")
-        print(f"client:    sends through {self.cluster.loopback_ip}:9091-9093 every second\n")
 
-    async def _broker(self, broker_id: int, host: str) -> TlsUpstream:
-        return await TlsUpstream(f"broker-{broker_id}@{host}", host, self.certs.server_context(host)).start()
-
-    def _write_brokers(self) -> None:
-        entries = [
-            {"id": broker_id, "host": upstream.host, "port": upstream.port, "rack": f"az{broker_id}"}
-            for broker_id, upstream in sorted(self.brokers.items())
+    async def probe(self) -> list[str]:
+        """One line per Kafka cluster: through each planned port, which broker answered."""
+        now = time.strftime("%H:%M:%S")
+        return [
+            f"{now} {name}  "
+            + "  ".join(f":{port} {answer:<{_ANSWER_WIDTH}}" for port, answer in answers).rstrip()
+            for name, answers in (await self._answers()).items()
         ]
-        temporary = self.brokers_file.with_suffix(".tmp")
-        temporary.write_text(yaml.safe_dump({"brokers": entries}))
-        temporary.replace(self.brokers_file)
 
-    async def run(self, duration: float | None) -> None:
-        started = time.monotonic()
-        rescheduled = False
-        while duration is None or time.monotonic() - started < duration:
-            if not rescheduled and time.monotonic() - started >= self.reschedule_after:
-                await self.reschedule(2)
-                rescheduled = True
-            await self.probe()
-            await asyncio.sleep(1)
+    async def _answers(self) -> dict[str, list[tuple[int, str]]]:
+        """Kafka cluster -> (planned port, who answered there through the sidecar), all at once."""
+        ports = {cluster.name: self._ports(cluster) for cluster in self.config.kafka_clusters}
+        asked = [
+            _ask(str(cluster.loopback_ip), port)
+            for cluster in self.config.kafka_clusters
+            for port in ports[cluster.name]
+        ]
+        answers = iter(await asyncio.gather(*asked))
+        return {
+            name: [(port, next(answers)) for port in cluster_ports] for name, cluster_ports in ports.items()
+        }
 
-    async def probe(self) -> None:
-        answers = []
-        for broker_id in sorted(BROKER_HOSTS):
-            port = 9090 + broker_id
-            try:
-                answer = (await exchange(str(self.cluster.loopback_ip), port, "hello", timeout=2)).split()[0]
-            except (OSError, TimeoutError, ConnectionError) as err:
-                answer = f"waiting ({type(err).__name__})"
-            answers.append(f":{port} -> {answer:<24}")
-        print(time.strftime("%H:%M:%S"), "  ".join(answers), flush=True)
+    @staticmethod
+    def _ports(cluster: KafkaCluster) -> list[int]:
+        return [
+            port for broker_id in sorted(POD_IPS[cluster.name]) if (port := broker_port(cluster, broker_id))
+        ]
 
-    async def reschedule(self, broker_id: int) -> None:
-        old = self.brokers[broker_id]
-        self.brokers[broker_id] = await self._broker(broker_id, RESCHEDULED_HOST)
-        self._write_brokers()
-        await old.stop()
-        print(
-            f"\n*** broker {broker_id}'s pod was rescheduled: {old.host} -> {RESCHEDULED_HOST}. "
-            f"Clients keep using {self.cluster.loopback_ip}:{9090 + broker_id}.\n",
-            flush=True,
+    def banner(self) -> str:
+        clusters = self.config.kafka_clusters
+        brokers = [
+            f"  {cluster.name:<9}  brokers on {', '.join(POD_IPS[cluster.name].values())}, "
+            f"registered under {cluster.zookeeper.chroot}"
+            for cluster in clusters
+            if cluster.zookeeper is not None
+        ]
+        client = ", ".join(
+            f"{cluster.loopback_ip}:{min(ports)}-{max(ports)} ({cluster.name})"
+            for cluster in clusters
+            if (ports := self._ports(cluster))
         )
+        return "\n".join(
+            [
+                f"kafka-xds demo, all on loopback (logs in {self.workdir}, removed at exit)",
+                f"  zookeeper  {self.zookeeper.hosts}",
+                *brokers,
+                f"             each: mTLS on :{MESH_PORT}, client certificate required (made at start)",
+                f"  kafka-xds  ADS on {self.config.xds.listen}",
+                f"  sidecar    Envoy, admin on http://127.0.0.1:{ENVOY_ADMIN_PORT}/",
+                f"  client     every second through {client}",
+                "",
+                f"  >>> Status page: {self.status_url}",
+                "",
+                "Ctrl-C stops everything.",
+                "",
+            ]
+        )
+
+    async def _wait_sidecar(self, timeout: float = 15.0) -> None:
+        """Until a broker answers through every planned port, so that the first lines show brokers."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            answers = await self._answers()
+            if all(answer.startswith("broker-") for ports in answers.values() for _, answer in ports):
+                return
+            await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         if self.envoy is not None:
             await self.envoy.stop()
         if self.server is not None:
             await terminate(self.server)
-        for upstream in self.brokers.values():
-            await upstream.stop()
+        if self._server_log is not None:
+            self._server_log.close()
+        await asyncio.gather(*(broker.stop() for broker in self.brokers.values()), return_exceptions=True)
+        if self._zookeeper_spawned is not None:
+            with contextlib.suppress(Exception):
+                await self._zookeeper_spawned
+            await asyncio.to_thread(self.zookeeper.stop)
+
+
+async def _ask(host: str, port: int) -> str:
+    try:
+        return (await exchange(host, port, "which broker?", timeout=0.8)).split()[0]
+    except ConnectionRefusedError:
+        return "(refused)"  # the sidecar has no listener there (yet)
+    except TimeoutError:
+        return "(timed out)"
+    except OSError:
+        return "(no answer)"  # the sidecar took the connection but reached no broker
+
+
+def _new_cluster_id() -> str:
+    """A cluster id as Kafka makes one: a random UUID, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _check_prerequisites() -> None:
+    if not ZK_SERVER.exists():
+        raise DemoError(
+            f"ZooKeeper is not installed ({ZK_SERVER} is missing): run `make demo`, which installs it"
+        )
+    try:
+        envoy_binary()
+    except RuntimeError as err:
+        raise DemoError(f"{err}; `make demo` installs it") from None
+    config = parse_config(yaml.safe_load(CONFIG.read_text()))
+    pod_ips = [ip for ips in POD_IPS.values() for ip in ips.values()] + [MOVED_TO]
+    addresses = [parse_listen(config.xds.listen), parse_listen(config.debug.listen)]
+    addresses += [("127.0.0.1", ENVOY_ADMIN_PORT)] + [(ip, MESH_PORT) for ip in pod_ips]
+    for host, port in addresses:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers will bind
+            try:
+                sock.bind((host, port))
+            except OSError:
+                raise DemoError(f"{host}:{port} is in use (is another demo running?)") from None
+
+
+async def run(demo: Demo, duration: float | None, reschedule_after: float) -> None:
+    print("starting ZooKeeper, 5 brokers, kafka-xds and an Envoy sidecar ...", flush=True)
+    try:
+        await demo.start()
+    except (RuntimeError, TimeoutError, OSError) as err:
+        raise DemoError(f"start-up failed: {err}") from None
+    print(demo.banner(), flush=True)
+    loop = asyncio.get_running_loop()
+    started = tick = loop.time()
+    moved = False
+    while duration is None or loop.time() - started < duration:
+        if not moved and loop.time() - started >= reschedule_after:
+            print(await demo.reschedule(), flush=True)
+            moved = True
+        print("\n".join(await demo.probe()), flush=True)
+        tick += 1
+        await asyncio.sleep(max(0.0, tick - loop.time()))
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="kafka-xds-demo-"))
-    demo = Demo(workdir, args.config, args.reschedule_after)
+    _check_prerequisites()
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            print("\n(already stopping: a few seconds more)", flush=True)
+        stop.set()
+
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal)
+    workdir = Path(tempfile.mkdtemp(prefix="kafka-xds-demo-"))
+    demo = Demo(workdir)
     try:
-        await demo.start()
-        runner = asyncio.create_task(demo.run(args.duration))
+        runner = asyncio.create_task(run(demo, args.duration, args.reschedule_after))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in (runner, stopper):
@@ -151,18 +313,25 @@ async def main_async(args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     finally:
-        print("\nstopping: sidecar, kafka-xds, brokers", flush=True)
+        print("\nstopping: sidecar, kafka-xds, brokers, ZooKeeper", flush=True)
         await demo.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+        print(f"stopped; removed {workdir}", flush=True)
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m xds.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=None, help="seconds to run, then exit 0")
-    parser.add_argument("--reschedule-after", type=float, default=6.0, help="seconds before broker 2 moves")
-    parser.add_argument("--config", type=Path, default=REPO_CONFIG)
-    return asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--reschedule-after", type=float, default=6.0, help="seconds before kafka-a's broker 2 moves"
+    )
+    args = parser.parse_args()
+    try:
+        return asyncio.run(main_async(args))
+    except DemoError as err:
+        print(f"python -m xds.demo: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

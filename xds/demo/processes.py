@@ -53,7 +53,28 @@ async def spawn_kafka_xds(
         log_level,
         stdout=log,
         stderr=log,
+        start_new_session=True,  # a Ctrl-C in the terminal is for the demo or pytest, which stop it
     )
+
+
+async def wait_ready(
+    status_url: str, process: asyncio.subprocess.Process, log_path: Path, timeout: float = 30.0
+) -> None:
+    """Wait until kafka-xds answers /readyz with 200 (every source synced); raise if it exits first."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if process.returncode is not None:
+                log = await asyncio.to_thread(log_path.read_text, errors="replace")
+                raise RuntimeError(f"kafka-xds exited with {process.returncode}:\n{log[-2000:]}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                url = status_url.rstrip("/") + "/readyz"
+                async with session.get(url, timeout=aiohttp.ClientTimeout(2)) as response:
+                    if response.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kafka-xds not ready after {timeout} s: see {log_path}")
+            await asyncio.sleep(0.1)
 
 
 def envoy_binary() -> str:
@@ -90,6 +111,7 @@ class EnvoyProcess:
             os.environ.get("ENVOY_LOG_LEVEL", "info"),
             stdout=self._log,
             stderr=self._log,
+            start_new_session=True,  # as kafka-xds: stopped by whoever started it, in order
         )
         deadline = time.monotonic() + timeout
         while True:
