@@ -1,1 +1,1 @@
-"""`make demo`: kafka-xds, a real Envoy and stand-in mTLS brokers, all on loopback."""
+"""`make demo`: ZooKeeper, kafka-xds, a real Envoy and stand-in mTLS brokers, all on loopback."""
