@@ -274,3 +274,57 @@ def test_bad_zookeeper_settings_name_the_key(settings, key, problem):
     error = refused(_zookeeper(**settings))
     assert error.key == f"kafka_clusters[1].{key}"
     assert problem in error.problem
+
+
+def test_files_kafka_xds_reads_resolve_next_to_the_config_but_sidecar_paths_do_not(tmp_path, monkeypatch):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    for name in ("zk-password", "kafka-password", "kafka-ca.pem", "token"):
+        (folder / name).write_text("x\n")
+    (folder / "kafka-xds.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "debug": {"listen": "127.0.0.1:19000", "token_file": "token"},
+                "upstream_tls": {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key"},
+                "kafka_clusters": [
+                    {
+                        "name": "kafka-a",
+                        "loopback_ip": "127.0.0.10",
+                        "port_base": 9090,
+                        "upstream_listener": "MESH",
+                        "zookeeper": {
+                            "hosts": "zk:2181",
+                            "auth": {"username": "kafka-xds", "password_file": "zk-password"},
+                        },
+                    },
+                    {
+                        "name": "kafka-b",
+                        "loopback_ip": "127.0.0.11",
+                        "port_base": 9090,
+                        "upstream_listener": "MESH",
+                        "kraft": {
+                            "bootstrap_servers": ["kafka-b-0:9092"],
+                            "security_protocol": "SASL_SSL",
+                            "ssl": {"ca_file": "kafka-ca.pem"},
+                            "sasl": {
+                                "mechanism": "SCRAM-SHA-512",
+                                "username": "u",
+                                "password_file": "kafka-password",
+                            },
+                        },
+                    },
+                ],
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    config = load_config(folder / "kafka-xds.yaml")
+    zookeeper = config.kafka_clusters[0].zookeeper
+    kraft = config.kafka_clusters[1].kraft
+    assert zookeeper is not None and zookeeper.auth is not None
+    assert kraft is not None and kraft.ssl is not None and kraft.sasl is not None
+    assert zookeeper.auth.password_file == str(folder / "zk-password")
+    assert kraft.ssl.ca_file == str(folder / "kafka-ca.pem")
+    assert kraft.sasl.password_file == str(folder / "kafka-password")
+    assert config.debug.token_file == str(folder / "token")
+    assert config.upstream_tls is not None and config.upstream_tls.ca_file == "ca.pem"  # the sidecar's path

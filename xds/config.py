@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 import yaml
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 KAFKA_MAX_IDLE_SECONDS = 600  # Kafka's connections.max.idle.ms default: never cut a connection sooner
 _NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 Port = Annotated[int, Field(ge=1, le=65535)]
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -314,7 +315,7 @@ def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
         raise _first_error(err) from None
     _check_clusters(raw, config)
     if base_dir is not None:
-        config = _resolve_static_files(config, base_dir)
+        config = _resolve_local_files(config, base_dir)
     return config
 
 
@@ -418,18 +419,36 @@ def _check_ports(key: str, cluster: KafkaCluster) -> None:
             )
 
 
-def _resolve_static_files(config: Config, base_dir: Path) -> Config:
-    """Make static file paths absolute (relative to the config file's folder, then to the cwd)."""
-    clusters = []
-    for cluster in config.kafka_clusters:
-        if cluster.static is not None and cluster.static.file is not None:
-            file = Path(cluster.static.file)
-            if not file.is_absolute() and not file.exists() and (base_dir / file).exists():
-                file = base_dir / file
-            static = cluster.static.model_copy(update={"file": str(file.absolute())})
-            cluster = cluster.model_copy(update={"static": static})
-        clusters.append(cluster)
-    return config.model_copy(update={"kafka_clusters": clusters})
+# Files kafka-xds itself reads, by model: these resolve against the config file's folder. (The
+# upstream_tls paths are on each sidecar's filesystem and are passed to Envoy as they are.)
+_LOCAL_FILES: dict[type[BaseModel], tuple[str, ...]] = {
+    StaticSource: ("file",),
+    ZookeeperDigestAuth: ("password_file",),
+    ZookeeperTls: ("ca_file", "cert_file", "key_file"),
+    KraftSsl: ("ca_file", "cert_file", "key_file", "key_password_file"),
+    KraftSasl: ("password_file",),
+    DebugSettings: ("token_file",),
+}
+
+
+def _resolve_local_files(model: _M, base_dir: Path) -> _M:
+    """Make the paths of files kafka-xds reads absolute: a relative path that does not exist from
+    the working directory but does next to the config file means the one next to the config file."""
+    update: dict[str, Any] = {}
+    for name in _LOCAL_FILES.get(type(model), ()):
+        value = getattr(model, name)
+        if value is not None:
+            path = Path(value)
+            if not path.is_absolute() and not path.exists() and (base_dir / path).exists():
+                path = base_dir / path
+            update[name] = str(path.absolute())
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            update[name] = _resolve_local_files(value, base_dir)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            update[name] = [_resolve_local_files(item, base_dir) for item in value]
+    return model.model_copy(update=update) if update else model
 
 
 def _first_error(err: pydantic.ValidationError) -> ConfigError:
