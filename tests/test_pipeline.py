@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from xds.config import Config, KafkaCluster, SidecarSettings, UpstreamTls, parse
 from xds.controller import Controller
 from xds.debug.render import REDACTED, redact, render_snapshot
 from xds.grace import GraceState
+from xds.metrics import Metrics
 from xds.plan import BrokerStatus, PlannedBroker, broker_port, plan_cluster, upstream_names
 from xds.resolve import HostResolver, Resolution
 from xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceBuilder, resource_name
@@ -381,3 +383,33 @@ async def test_controller_removes_a_departed_broker_at_its_grace_deadline():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_controller_logs_a_broker_the_plan_leaves_out_once(caplog):
+    config = controller_config(0, {"max_broker_id": 5})
+    controller = Controller(config, SnapshotCache())
+    caplog.set_level(logging.ERROR, logger="kafka_xds")
+    controller.submit(synced(broker(1), broker(9)))
+    await controller.rebuild()
+    controller.submit(synced(broker(1, "10.0.0.5"), broker(9)))
+    await controller.rebuild()
+    logged = [r.__dict__["fields"] for r in caplog.records if "left out of the plan" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert logged[0]["broker"] == 9 and "broker id 9" in logged[0]["reason"]
+
+
+async def test_source_errors_count_trouble_not_notices():
+    metrics = Metrics()
+    controller = Controller(controller_config(0, {}), SnapshotCache(), metrics=metrics)
+
+    def errors() -> float:
+        value = metrics.registry.get_sample_value("kafka_xds_source_errors_total", {"cluster": "kafka-a"})
+        return value or 0.0
+
+    waiting = Topology.create("kafka-a", "static", SourceState.SYNCING, error="waiting for a first answer")
+    controller.submit(waiting)
+    assert errors() == 0
+    controller.submit(synced(broker(1)))
+    controller.submit(synced(broker(1)).went_stale("connection refused", 1.0))
+    controller.submit(synced(broker(1)).went_stale("timed out", 2.0))
+    assert errors() == 2

@@ -101,7 +101,10 @@ class Controller:
                 brokers=len(topology.brokers),
                 error=topology.error,
             )
-        if topology.error is not None and topology.error != previous.error:
+        # Counted while the source is in trouble (stale or unavailable), not for notices such as
+        # "waiting for a first answer" or "no broker has registered yet".
+        in_trouble = topology.state in (SourceState.STALE, SourceState.UNAVAILABLE)
+        if in_trouble and topology.error is not None and topology.error != previous.error:
             self._metrics.source_errors.labels(topology.cluster).inc()
         self._topologies[topology.cluster] = topology
         if self._change_seen_at is None:
@@ -132,6 +135,25 @@ class Controller:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._dirty.wait(), timeout=max(0.0, min(timeouts)))
+
+    def _report_new_plan_skips(self, plans: Mapping[str, ClusterPlan]) -> None:
+        """Log brokers the plan could not place (no port, unresolvable host) once, when they appear.
+
+        Registrations the source already skipped were logged by the source."""
+        for name, plan in plans.items():
+            before = set(self._plans[name].skipped) if name in self._plans else set()
+            from_source = set(self._topologies[name].skipped)
+            for skip in plan.skipped:
+                if skip not in before and skip not in from_source:
+                    event(
+                        log,
+                        logging.ERROR,
+                        "broker left out of the plan; other brokers unaffected",
+                        cluster=name,
+                        broker=skip.broker_id,
+                        where=skip.where,
+                        reason=skip.reason,
+                    )
 
     async def rebuild(self) -> BuildReport | None:
         """One pass of the pipeline. Publishes nothing until every source has synced once."""
@@ -166,6 +188,7 @@ class Controller:
             self._metrics.snapshot_build_failures.inc()
             self.last_build = BuildReport(now, time.perf_counter() - started, 0, 0, False, repr(err))
             return self.last_build
+        self._report_new_plan_skips(plans)
         self._plans = plans
         seen_at, self._change_seen_at = self._change_seen_at, None
         published = self._cache.publish(snapshot, seen_at)
