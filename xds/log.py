@@ -64,3 +64,12 @@ def configure(level: str = "warning", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # kazoo warns on every reconnect attempt (every ~2 s while ZooKeeper is away) and aiokafka on
+    # every failed connection; our sources log each outage once, with what they kept. Their own
+    # lines show at debug level.
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else max(root.level, logging.ERROR)
+    for library in _CHATTY_LIBRARIES:
+        logging.getLogger(library).setLevel(quiet)
+
+
+_CHATTY_LIBRARIES = ("kazoo", "aiokafka")
