@@ -165,6 +165,7 @@ def test_static_needs_exactly_one_of_file_or_brokers():
 def test_example_config_is_valid():
     config = load_config(REPO / "config" / "example.yaml")
     assert config.kafka_clusters[0].name == "kafka-a"
+    assert {cluster.source_kind for cluster in config.kafka_clusters} == {"static", "zookeeper", "kraft"}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
