@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from xds.topology import Topology
+from xds.log import event
+from xds.topology import SourceState, Topology
 
 Publish = Callable[[Topology], None]
 
@@ -22,3 +24,16 @@ class Source(Protocol):
     kind: str
 
     async def run(self, publish: Publish) -> None: ...
+
+
+def gave_up_waiting(current: Topology, reason: str, timeout: float | None, log: logging.Logger) -> Topology:
+    """After `startup_timeout_seconds` without a first sync: serve the cluster empty, loudly.
+
+    Better than holding every other cluster back (nothing is pushed until all have synced); the
+    cluster fills in when its backend answers."""
+    problem = (
+        f"{current.error or reason}; not synced within startup_timeout_seconds={timeout}: "
+        "serving this cluster with no brokers until it syncs"
+    )
+    event(log, logging.ERROR, problem, cluster=current.cluster)
+    return Topology.create(current.cluster, current.source_kind, SourceState.UNAVAILABLE, error=problem)

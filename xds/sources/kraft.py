@@ -31,7 +31,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from xds.config import KafkaCluster
 from xds.config import KraftSource as KraftSettings
 from xds.log import event
-from xds.sources.base import Publish
+from xds.sources.base import Publish, gave_up_waiting
 from xds.topology import Broker, HostPort, SourceState, Topology
 
 log = logging.getLogger("kafka_xds.sources.kraft")
@@ -257,13 +257,9 @@ class KraftSource:
         self._set(self._current.went_stale(problem, self._clock()))
 
     def _give_up_waiting(self) -> None:
-        reason = self._current.error or f"no Metadata answer from {self._servers_text} yet"
-        problem = (
-            f"{reason}; not synced within startup_timeout_seconds={self._settings.startup_timeout_seconds}: "
-            "serving this cluster with no brokers until it syncs"
-        )
-        event(log, logging.ERROR, problem, cluster=self.cluster)
-        self._set(Topology.create(self.cluster, self.kind, SourceState.UNAVAILABLE, error=problem))
+        reason = f"no Metadata answer from {self._servers_text} yet"
+        timeout = self._settings.startup_timeout_seconds
+        self._set(gave_up_waiting(self._current, reason, timeout, log))
 
     def _log_changes(self, before: Iterable[Broker], after: Iterable[Broker]) -> None:
         old = {broker.broker_id: broker for broker in before}

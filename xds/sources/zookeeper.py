@@ -20,7 +20,7 @@ from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 
 from xds.config import KafkaCluster
 from xds.log import event
-from xds.sources.base import Publish
+from xds.sources.base import Publish, gave_up_waiting
 from xds.sources.kafka_znode import ZnodeError, parse_broker_id, parse_broker_registration, parse_cluster_id
 from xds.sources.zk_session import SESSIONS, Ensemble, SessionRegistry, SharedSession, Watcher, call_on_loop
 from xds.topology import Broker, SkippedRegistration, SourceState, Topology
@@ -199,13 +199,9 @@ class ZookeeperSource:
                 retry_at = loop.time() + _READ_RETRY_SECONDS
 
     def _give_up_waiting(self) -> None:
-        reason = self._current.error or f"no ZooKeeper session with {self._ensemble_text} yet"
-        problem = (
-            f"{reason}; not synced within startup_timeout_seconds={self._settings.startup_timeout_seconds}: "
-            "serving this cluster with no brokers until it syncs"
-        )
-        event(log, logging.ERROR, problem, cluster=self.cluster)
-        self._set(Topology.create(self.cluster, self.kind, SourceState.UNAVAILABLE, error=problem))
+        reason = f"no ZooKeeper session with {self._ensemble_text} yet"
+        timeout = self._settings.startup_timeout_seconds
+        self._set(gave_up_waiting(self._current, reason, timeout, log))
 
     async def _read(self, session: SharedSession, watcher: Watcher) -> None:
         """Re-read what changed (everything, after a reconnect), then publish if anything did."""
