@@ -414,3 +414,32 @@ def test_ssl_context_trusts_the_ca_and_carries_the_client_certificate(tmp_path):
     assert len(context.get_ca_certs()) == 1
     with pytest.raises(FileNotFoundError):
         make_ssl_context(_settings(tmp_path, ca_file=str(tmp_path / "missing.pem")))
+
+
+async def test_a_slow_first_answer_says_why_readyz_waits():
+    h = Harness()
+    answered = asyncio.Event()
+
+    class SlowClient(ScriptedClient):
+        async def fetch(self, server: HostPort) -> ClusterMetadata:
+            await answered.wait()
+            return meta((1, "10.1.0.1", 9094))
+
+    h.client = SlowClient()
+
+    async def published() -> Topology:
+        assert h.published, "nothing published yet"
+        return h.current
+
+    task = asyncio.create_task(h.source.run(h.published.append))
+    try:
+        waiting = await eventually(published, timeout=10)
+        assert waiting.state is SourceState.SYNCING
+        assert waiting.error == "waiting for a Metadata answer from 10.0.0.1:9094, 10.0.0.2:9094"
+        answered.set()
+        await h.wait_sleeps(1)
+        assert h.current.state is SourceState.SYNCED and h.current.error is None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

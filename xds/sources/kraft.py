@@ -144,16 +144,12 @@ class KraftSource:
         started = loop.time()
         timeout = self._settings.startup_timeout_seconds
         give_up_at = started + timeout if timeout is not None else None
-        first = asyncio.ensure_future(self.poll_once(client))
+        # Say why /readyz waits if the first answer is slow (e.g. servers that time out).
+        notice = loop.call_later(_WAITING_NOTICE_SECONDS, self._waiting_notice)
         try:
-            # Say why /readyz waits if the first answer is slow (e.g. servers that time out).
-            done, _ = await asyncio.wait({first}, timeout=_WAITING_NOTICE_SECONDS)
-            if not done and not self._current.synced_once:
-                notice = f"waiting for a Metadata answer from {self._servers_text}"
-                self._set(Topology.create(self.cluster, self.kind, SourceState.SYNCING, error=notice))
-            await first
+            await self.poll_once(client)
         finally:
-            first.cancel()
+            notice.cancel()
         while True:
             if give_up_at is not None and not self._current.synced_once and loop.time() >= give_up_at:
                 self._give_up_waiting()
@@ -168,6 +164,11 @@ class KraftSource:
                 delay = min(delay, max(0.0, give_up_at - loop.time()))
             await self._sleep(delay)
             await self.poll_once(client)
+
+    def _waiting_notice(self) -> None:
+        if not self._current.synced_once and self._current.error is None:
+            notice = f"waiting for a Metadata answer from {self._servers_text}"
+            self._set(Topology.create(self.cluster, self.kind, SourceState.SYNCING, error=notice))
 
     async def poll_once(self, client: MetadataClient) -> bool:
         """Ask the candidates in turn until one answers usefully; publish what changed. True if one did."""
