@@ -116,12 +116,6 @@ class KraftSource:
         self._learned: list[HostPort] = []  # bootstrap-listener endpoints of the brokers last seen
         self._rotation = 0
         self._failures = 0
-        self._polls = 0
-
-    @property
-    def polls(self) -> int:
-        """Metadata polls made so far, answered or not (for tests and benchmarks)."""
-        return self._polls
 
     async def run(self, publish: Publish) -> None:
         self._publish = publish
@@ -172,7 +166,6 @@ class KraftSource:
 
     async def poll_once(self, client: MetadataClient) -> bool:
         """Ask the candidates in turn until one answers usefully; publish what changed. True if one did."""
-        self._polls += 1
         problems: list[str] = []
         refusals: list[str] = []
         for server in self._candidates():
