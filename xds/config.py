@@ -123,19 +123,24 @@ class ZookeeperDigestAuth(_Model):
     password_file: str = Field(min_length=1)
 
 
-class ZookeeperTls(_Model):
-    """TLS to ZooKeeper (its secureClientPort); a client certificate only if the ensemble asks for one."""
+class _ClientTls(_Model):
+    """TLS from kafka-xds to a backend; a client certificate only where the backend asks for one."""
 
-    ca_file: str = Field(min_length=1)
     cert_file: str | None = None
     key_file: str | None = None
     check_hostname: bool = True
 
     @model_validator(mode="after")
-    def _cert_and_key_together(self) -> ZookeeperTls:
+    def _cert_and_key_together(self) -> _ClientTls:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("give both 'cert_file' and 'key_file', or neither")
         return self
+
+
+class ZookeeperTls(_ClientTls):
+    """TLS to ZooKeeper (its secureClientPort)."""
+
+    ca_file: str = Field(min_length=1)
 
 
 def _check_zookeeper_hosts(hosts: str) -> str:
@@ -181,19 +186,15 @@ def _check_bootstrap_server(server: str) -> str:
     return server
 
 
-class KraftSsl(_Model):
-    """TLS to the brokers' bootstrap listener. Without `ca_file` the system's trust store is used."""
+class KraftSsl(_ClientTls):
+    """TLS to the brokers' bootstrap listener (a client certificate for ssl.client.auth=required).
+    Without `ca_file` the system's trust store is used."""
 
     ca_file: str | None = None
-    cert_file: str | None = None  # a client certificate, for listeners with ssl.client.auth=required
-    key_file: str | None = None
     key_password_file: str | None = None
-    check_hostname: bool = True
 
     @model_validator(mode="after")
-    def _cert_and_key_together(self) -> KraftSsl:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("give both 'cert_file' and 'key_file', or neither")
+    def _password_needs_a_key(self) -> KraftSsl:
         if self.key_password_file is not None and self.key_file is None:
             raise ValueError("'key_password_file' needs 'key_file'")
         return self
