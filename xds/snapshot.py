@@ -7,10 +7,11 @@ the same version for the same brokers, so reconnecting sidecars see no change at
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from xds.protocol.views import ResourceRecord
 from xds.resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -92,6 +93,19 @@ class Snapshot:
         for name in clusters:
             if name not in endpoints:
                 raise InconsistentSnapshot(f"cluster {name!r} has no ClusterLoadAssignment")
+
+    def records(self) -> Iterator[ResourceRecord]:
+        """Every resource as the serving side takes it: bytes, no typed message."""
+        for typed in self.by_type.values():
+            for resource in typed.resources.values():
+                yield ResourceRecord(
+                    resource.type_url,
+                    resource.name,
+                    resource.version,
+                    resource.packed.value,
+                    resource.name.split("/", 1)[0],
+                    resource.references,
+                )
 
     def summary(self) -> dict[str, dict[str, object]]:
         return {

@@ -1,0 +1,121 @@
+"""Typed views of what the wire-level protocol produces, for assertions (envoy-data-plane decodes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import betterproto2
+from envoy_data_plane.envoy.config.cluster.v3 import Cluster
+from envoy_data_plane.envoy.config.core.v3 import Node
+from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
+from envoy_data_plane.envoy.config.listener.v3 import Listener
+from envoy_data_plane.envoy.service.discovery.v3 import (
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+    DiscoveryRequest,
+    DiscoveryResponse,
+)
+from envoy_data_plane.google.rpc import Status
+
+from xds.protocol import DeltaRequest, SotwRequest
+from xds.protocol.messages import parse_delta, parse_sotw
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+
+MESSAGE_TYPES: dict[str, type[betterproto2.Message]] = {
+    CLUSTER_TYPE: Cluster,
+    ENDPOINT_TYPE: ClusterLoadAssignment,
+    LISTENER_TYPE: Listener,
+}
+
+
+@dataclass
+class Decoded:
+    """A response as a client sees it."""
+
+    type_url: str
+    version: str
+    nonce: str
+    resources: dict[str, betterproto2.Message] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # incremental: per-resource versions
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.resources)
+
+
+def resource_name(message: betterproto2.Message) -> str:
+    if isinstance(message, ClusterLoadAssignment):
+        return message.cluster_name
+    name = getattr(message, "name", "")
+    assert isinstance(name, str)
+    return name
+
+
+def decode_sotw(data: bytes) -> Decoded:
+    response = DiscoveryResponse.parse(data)
+    decoded = Decoded(response.type_url, response.version_info, response.nonce)
+    for packed in response.resources:
+        assert packed.type_url == response.type_url
+        message = MESSAGE_TYPES[packed.type_url].parse(packed.value)
+        name = resource_name(message)
+        assert name not in decoded.resources, f"{name} twice in one response"
+        decoded.resources[name] = message
+    return decoded
+
+
+def decode_delta(data: bytes) -> Decoded:
+    response = DeltaDiscoveryResponse.parse(data)
+    decoded = Decoded(response.type_url, response.system_version_info, response.nonce)
+    for resource in response.resources:
+        assert resource.resource is not None and resource.resource.type_url == response.type_url
+        message = MESSAGE_TYPES[response.type_url].parse(resource.resource.value)
+        assert resource_name(message) == resource.name
+        assert resource.name not in decoded.resources, f"{resource.name} twice in one response"
+        decoded.resources[resource.name] = message
+        decoded.versions[resource.name] = resource.version
+    decoded.removed = list(response.removed_resources)
+    return decoded
+
+
+def sotw_request(
+    type_url: str,
+    names: list[str] | None = None,
+    version: str = "",
+    nonce: str = "",
+    error: str | None = None,
+    node: Node | None = None,
+) -> SotwRequest:
+    """A DiscoveryRequest as a client encodes it, parsed as the server parses it."""
+    message = DiscoveryRequest(
+        type_url=type_url,
+        resource_names=names or [],
+        version_info=version,
+        response_nonce=nonce,
+        error_detail=Status(code=3, message=error) if error else None,
+        node=node,
+    )
+    return parse_sotw(bytes(message))
+
+
+def delta_request(
+    type_url: str,
+    subscribe: list[str] | None = None,
+    unsubscribe: list[str] | None = None,
+    initial: Mapping[str, str] | None = None,
+    nonce: str = "",
+    error: str | None = None,
+    node: Node | None = None,
+) -> DeltaRequest:
+    """A DeltaDiscoveryRequest as a client encodes it, parsed as the server parses it."""
+    message = DeltaDiscoveryRequest(
+        type_url=type_url,
+        resource_names_subscribe=subscribe or [],
+        resource_names_unsubscribe=unsubscribe or [],
+        initial_resource_versions=dict(initial or {}),
+        response_nonce=nonce,
+        error_detail=Status(code=3, message=error) if error else None,
+        node=node,
+    )
+    return parse_delta(bytes(message))
