@@ -9,12 +9,13 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from xds.cache import SnapshotCache
-from xds.config import Config
+from xds.config import Config, parse_listen
 from xds.controller import Controller
 from xds.debug.server import DebugServer
+from xds.fleet import Fleet, LocalFleet
 from xds.log import event
 from xds.metrics import Metrics
-from xds.server import AdsServer
+from xds.server import reserve_port
 from xds.sources.base import Source
 from xds.sources.kraft import KraftSource
 from xds.sources.static import StaticSource
@@ -34,21 +35,43 @@ def make_source(config: Config, cluster_name: str) -> Source:
     return KraftSource(cluster)
 
 
+def _with_resolved_ports(config: Config) -> Config:
+    """The config with both listen addresses checked free, port 0 replaced by the port reserved."""
+    resolved = {}
+    for key, settings in (("xds", config.xds), ("debug", config.debug)):
+        host, _ = parse_listen(settings.listen)
+        port = reserve_port(f"{key}.listen", settings.listen)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        resolved[key] = settings.model_copy(update={"listen": shown})
+    return config.model_copy(update=resolved)
+
+
 class Application:
-    """Sources -> controller -> cache -> ADS streams, plus the debug server."""
+    """Sources -> controller -> cache -> the serving fleet, plus the debug server."""
 
     def __init__(self, config: Config, source_factory: Callable[[Config, str], Source] = make_source) -> None:
         self.config = config
-        self.metrics = Metrics()
+        workers = config.xds.worker_count
+        self.metrics = Metrics(serve_in_process=workers == 1)
+        self.metrics.start_clusters(cluster.name for cluster in config.kafka_clusters)
         self.cache = SnapshotCache()
         self.controller = Controller(config, self.cache, metrics=self.metrics)
-        self.ads = AdsServer(config.xds, self.cache, self.metrics)
-        self.debug = DebugServer(config, self.controller, self.cache, self.ads, self.metrics)
+        self.fleet: Fleet = self._fleet(workers)
+        self.debug = DebugServer(config, self.controller, self.cache, self.fleet, self.metrics)
         self.sources = [source_factory(config, cluster.name) for cluster in config.kafka_clusters]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
+    def _fleet(self, workers: int) -> Fleet:
+        if workers == 1:
+            assert self.metrics.stream is not None
+            return LocalFleet(self.config.xds, self.cache, self.metrics.stream)
+        from xds.workers import WorkerFleet
+
+        return WorkerFleet(self.config, self.cache, self.metrics)
+
     async def start(self) -> None:
+        """Start serving; on failure (an address in use) nothing is left running."""
         for cluster in self.config.kafka_clusters:
             if self.config.tls_for(cluster) is None:
                 event(
@@ -57,8 +80,13 @@ class Application:
                     "upstream_tls is null: sidecars reach these brokers over plain TCP",
                     cluster=cluster.name,
                 )
-        await self.ads.start()
-        await self.debug.start()
+        try:
+            await self.fleet.start()
+            await self.debug.start()
+        except BaseException:
+            await self.debug.stop()
+            await self.fleet.stop()
+            raise
         self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
         for source in self.sources:
             self._tasks.append(asyncio.create_task(self._supervise(source), name=f"source:{source.cluster}"))
@@ -95,7 +123,7 @@ class Application:
 
     async def stop(self) -> None:
         """Stop accepting, end the streams, cancel and await every task."""
-        await self.ads.stop()
+        await self.fleet.stop()
         await self.debug.stop()
         for task in self._tasks:
             task.cancel()
@@ -106,8 +134,8 @@ class Application:
 
 
 async def serve(config: Config, on_started: Callable[[Application], Awaitable[None]] | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down cleanly."""
-    app = Application(config)
+    """Run until SIGTERM or SIGINT, then shut down cleanly. Raises StartupError when it cannot start."""
+    app = Application(_with_resolved_ports(config))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, app.request_stop)
@@ -116,6 +144,6 @@ async def serve(config: Config, on_started: Callable[[Application], Awaitable[No
         if on_started is not None:
             await on_started(app)
         await app.wait()
-        event(log, logging.WARNING, "shutting down", streams=len(app.ads.streams))
+        event(log, logging.WARNING, "shutting down: ending every stream within the grace")
     finally:
         await app.stop()

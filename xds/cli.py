@@ -59,11 +59,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from xds.app import serve
+    from xds.server import StartupError
 
     config = load_config(args.config)
     _check_static_files(config)
     configure(args.log_level, args.log_format)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except StartupError as err:
+        print(f"kafka-xds: cannot start: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -53,13 +54,33 @@ def _check_listen(value: str) -> str:
 ListenAddress = Annotated[str, pydantic.AfterValidator(_check_listen)]
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class XdsSettings(_Model):
     listen: ListenAddress = "127.0.0.1:18000"
+    # Serving processes sharing the ADS port (SO_REUSEPORT); None: one per available core. With 1,
+    # streams are served in the main process.
+    workers: int | None = Field(default=None, ge=1, le=256)
     keepalive_time_seconds: float = Field(default=30.0, gt=0)
     keepalive_timeout_seconds: float = Field(default=10.0, gt=0)
-    max_concurrent_streams: int = Field(default=10_000, ge=1)
+    # For the whole replica; each worker takes an equal share, since each is its own event loop.
+    max_concurrent_streams: int = Field(default=20_000, ge=1)
+    # A worker whose event loop runs this late refuses new streams (RESOURCE_EXHAUSTED) until it
+    # catches up, rather than let them queue unserved until gRPC cancels them.
+    overload_lag_seconds: float = Field(default=2.0, gt=0, le=60)
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     debounce_ms: int = Field(default=100, ge=0, le=60_000)
     shutdown_grace_seconds: float = Field(default=3.0, ge=0, le=30)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers is not None else available_cores()
 
 
 class DebugSettings(_Model):

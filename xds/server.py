@@ -1,50 +1,111 @@
-"""The gRPC transport: Envoy's AggregatedDiscoveryService on grpcio's asyncio server.
+"""The gRPC transport: Envoy's AggregatedDiscoveryService, both variants, on grpcio's asyncio server.
 
-Each stream is a thin loop around its `StreamProtocol`: requests and "new snapshot" wake-ups go
-into one inbox, the protocol says what to send, and the responses reuse the resources serialized
-once per change. Delta xDS is answered UNIMPLEMENTED until it is built.
+Each stream is a thin loop around its `StreamProtocol`: a reader hands raw requests over (at most a
+few at a time, so a client that does not read its responses is held back by HTTP/2 flow control,
+not buffered without limit), the protocol says what to send, and what it sends are byte strings
+shared by every stream with the same subscription. Requests are parsed by `RequestParser` (once per
+distinct byte string), never into typed messages.
+
+Why streams must be cheap: grpcio's asyncio server takes new calls from gRPC core one at a time, on
+the same event loop as every stream's work. When that loop is saturated, new calls wait inside gRPC
+core, unseen, and core cancels those that wait longer than its unrequested-call limit (30 s), with
+no status the application could log. So per-stream work is kept small, serving spreads over worker
+processes (xds/workers.py), and a loop that falls behind refuses new streams explicitly
+(RESOURCE_EXHAUSTED, counted and logged) so clients back off instead of silently timing out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import errno
+import functools
 import itertools
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
-from envoy_data_plane.envoy.config.core.v3 import ControlPlane
-from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
 from grpc import aio
 
-from xds.cache import SnapshotCache
 from xds.config import XdsSettings, parse_listen
 from xds.log import event
-from xds.metrics import Metrics
-from xds.protocol import Response, StreamProtocol
-from xds.resources import SHORT_TYPE_NAMES
+from xds.metrics import StreamMetrics
+from xds.protocol import (
+    Acked,
+    Delta,
+    Ignored,
+    MalformedRequest,
+    Nacked,
+    Nonces,
+    Outcome,
+    RequestParser,
+    Sent,
+    ServedSnapshot,
+    Sotw,
+    StreamProtocol,
+    SyncState,
+    Views,
+)
+from xds.protocol.messages import DeltaRequest, SotwRequest, control_plane
+from xds.resource_types import SHORT_TYPE_NAMES
 
 log = logging.getLogger("kafka_xds.server")
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
-_WAKE = object()  # the inbox item for "a new snapshot was published"
-_END = object()  # the inbox item for "the client half-closed" or "the server is shutting down"
-_ENCODED_CACHE_SIZE = 64  # encoded responses kept: a few versions of each type, EDS subsets included
+_QUEUED_REQUESTS = 4  # per stream: beyond this the reader stops reading and HTTP/2 pushes back
+_LAG_INTERVAL_SECONDS = 0.25
+_REFUSAL_LOG_INTERVAL_SECONDS = 10.0
 
 
-@dataclass
+class StartupError(Exception):
+    """The server could not start (an address in use): one line naming the key and the address."""
+
+
+def reserve_port(key: str, listen: str) -> int:
+    """Check that `listen` is free (any other listener on it, with or without SO_REUSEPORT, makes
+    binding fail) and return its port, a free one for port 0; raise StartupError naming `key`.
+
+    kafka-xds' own workers bind the ADS port with SO_REUSEPORT, which would let a second kafka-xds on
+    the same port silently share its traffic; checking first makes that a clear error instead."""
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            reason = "address in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
+            raise StartupError(f"{key}: cannot listen on {listen}: {reason}") from None
+        bound: int = probe.getsockname()[1]
+        return bound
+
+
+@dataclass(eq=False)
 class StreamInfo:
-    """One connected sidecar, as the debug server shows it."""
+    """One connected sidecar: its protocol state and what the transport measured."""
 
-    stream_id: int
+    stream_id: str
     peer: str
-    connected_at: float
-    protocol: StreamProtocol = field(default_factory=StreamProtocol)
-    inbox: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
-    wake_pending: bool = False
+    api: str  # "sotw" or "delta"
+    connected_at: float  # wall clock, for people
+    connected_monotonic: float
+    protocol: StreamProtocol
+    identity: str | None = None
+    requests: collections.deque[bytes] = field(default_factory=collections.deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    space: asyncio.Event = field(default_factory=asyncio.Event)
+    publish_pending: bool = False
+    client_done: bool = False
+    ending: bool = False
+    synced_at: float | None = None  # monotonic, first time in sync
+    pending_since: float | None = None  # monotonic: last sent a response not yet answered
+    requests_read: int = 0
+    responses: int = 0
+    response_bytes: int = 0
     # type URL -> (nonce, when the change it carries was seen) of the response awaiting its ACK
     change_seen_at: dict[str, tuple[str, float]] = field(default_factory=dict)
 
@@ -54,52 +115,64 @@ class StreamInfo:
 
     @property
     def envoy_version(self) -> str:
-        node = self.protocol.node
-        if node is None:
-            return ""
-        build = node.user_agent_build_version
-        if build is not None and build.version is not None:
-            version = build.version
-            return f"{version.major_number}.{version.minor_number}.{version.patch}"
-        return node.user_agent_version or ""
+        return self.protocol.node.envoy_version if self.protocol.node else ""
 
     def wake(self) -> None:
-        if not self.wake_pending:
-            self.wake_pending = True
-            self.inbox.put_nowait(_WAKE)
+        self.publish_pending = True
+        self.wakeup.set()
 
 
 class AdsServer:
+    """Serves ADS streams from the snapshots handed to `publish`."""
+
     def __init__(
         self,
         settings: XdsSettings,
-        cache: SnapshotCache,
-        metrics: Metrics | None = None,
+        metrics: StreamMetrics,
         identifier: str = "kafka-xds",
+        worker: int = 0,
+        stream_limit: int | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self._settings = settings
-        self._cache = cache
-        self._metrics = metrics or Metrics()
-        self._fanout_pending: set[int] = set()  # streams yet to handle the latest publish
-        self._unwatch = cache.watch(self._published)
-        self._control_plane = ControlPlane(identifier=identifier)
-        self._server: aio.Server | None = None
+        self._metrics = metrics
+        self._worker = worker
+        self._stream_limit = stream_limit if stream_limit is not None else settings.max_concurrent_streams
+        self._reuse_port = reuse_port
+        self._nonces = Nonces()
+        self._control_plane = control_plane(identifier)
+        self._parser = RequestParser()
         self._ids = itertools.count(1)
-        self.streams: dict[int, StreamInfo] = {}
+        self._server: aio.Server | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._fanout_pending: set[str] = set()
+        self._last_refusal_log = 0.0
+        self._refused_since_log = 0
+        self.loop_lag = 0.0
+        self.views: Views | None = None
+        self.streams: dict[str, StreamInfo] = {}
         self.port: int | None = None
-        self._encoded: dict[tuple[str, str], bytes] = {}
+
+    @property
+    def snapshot(self) -> ServedSnapshot | None:
+        return self.views.snapshot if self.views is not None else None
+
+    # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         host, port = parse_listen(self._settings.listen)
         keepalive_ms = int(self._settings.keepalive_time_seconds * 1000)
         server = aio.server(
             options=[
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
                 ("grpc.keepalive_time_ms", keepalive_ms),
                 ("grpc.keepalive_timeout_ms", int(self._settings.keepalive_timeout_seconds * 1000)),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", self._settings.max_request_bytes),
             ]
         )
         server.add_generic_rpc_handlers(
@@ -108,167 +181,252 @@ class AdsServer:
                     SERVICE,
                     {
                         "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                            self._stream_aggregated_resources,
-                            request_deserializer=DiscoveryRequest.parse,
-                            response_serializer=_as_bytes,
+                            functools.partial(self._serve, "sotw")
                         ),
                         "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                            self._delta_aggregated_resources,
-                            request_deserializer=bytes,
-                            response_serializer=bytes,
+                            functools.partial(self._serve, "delta")
                         ),
                     },
                 )
             ]
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.port = server.add_insecure_port(address)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:
+            raise StartupError(f"xds.listen: cannot listen on {address}: address in use") from None
         await server.start()
         self._server = server
-        event(log, logging.INFO, "ADS server listening", address=address)
+        self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
+        event(log, logging.INFO, "ADS server listening", address=address, worker=self._worker)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end every stream cleanly (sidecars reconnect elsewhere), then stop."""
         if self._server is None:
             return
+        self._stopping = True
+        if self.streams:
+            event(log, logging.INFO, "ending streams", streams=len(self.streams), worker=self._worker)
         for stream in list(self.streams.values()):
-            stream.inbox.put_nowait(_END)
+            stream.ending = True
+            stream.wakeup.set()
         await self._server.stop(self._settings.shutdown_grace_seconds if grace is None else grace)
         self._server = None
-        self._unwatch()
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
 
-    async def _delta_aggregated_resources(
-        self, request_iterator: AsyncIterator[bytes], context: aio.ServicerContext[bytes, bytes]
-    ) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "incremental (delta) xDS is not implemented yet: use state-of-the-world ADS (api_type GRPC)",
-        )
+    def publish(self, snapshot: ServedSnapshot) -> None:
+        """A new snapshot: wake every stream, and time how long until all of them have handled it."""
+        self.views = Views(snapshot, self._nonces, self._control_plane)
+        self._fanout_pending = set(self.streams)
+        for stream in self.streams.values():
+            stream.wake()
 
-    async def _stream_aggregated_resources(
+    # -- streams --------------------------------------------------------------------------------
+
+    async def _serve(
         self,
-        request_iterator: AsyncIterator[DiscoveryRequest],
-        context: aio.ServicerContext[DiscoveryRequest, bytes],
+        api: str,
+        request_iterator: AsyncIterator[bytes],
+        context: aio.ServicerContext[bytes, bytes],
     ) -> AsyncIterator[bytes]:
-        if len(self.streams) >= self._settings.max_concurrent_streams:
-            event(
-                log,
-                logging.WARNING,
-                "stream refused: at the stream limit",
-                peer=context.peer(),
-                limit=self._settings.max_concurrent_streams,
-            )
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"this kafka-xds serves at most {self._settings.max_concurrent_streams} streams",
-            )
-        stream = StreamInfo(next(self._ids), context.peer(), time.time())
+        """One stream of either variant (bound to "sotw" or "delta" in `start`)."""
+        protocol = StreamProtocol(Sotw() if api == "sotw" else Delta())
+        parse: Callable[[bytes], SotwRequest | DeltaRequest] = (
+            self._parser.sotw if api == "sotw" else self._parser.delta
+        )
+        refusal = self._refusal()
+        if refusal is not None:
+            reason, message = refusal
+            self._refused(reason, context.peer())
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        stream = StreamInfo(
+            f"{self._worker}-{next(self._ids)}", context.peer(), api, time.time(), time.monotonic(), protocol
+        )
         self.streams[stream.stream_id] = stream
         self._metrics.streams.set(len(self.streams))
         reader = asyncio.create_task(self._read(request_iterator, stream))
-        event(log, logging.INFO, "stream opened", stream=stream.stream_id, peer=stream.peer)
+        event(log, logging.DEBUG, "stream opened", stream=stream.stream_id, peer=stream.peer, api=api)
+        ended = "error"
         try:
             while True:
-                item = await stream.inbox.get()
-                if item is _END:
+                await stream.wakeup.wait()
+                stream.wakeup.clear()
+                if stream.ending:
+                    ended = "server_shutdown"
                     break
-                if isinstance(item, BaseException):
-                    raise item
-                if item is _WAKE:
-                    stream.wake_pending = False
-                    responses = stream.protocol.snapshot_changed(self._cache.snapshot)
-                else:
-                    assert isinstance(item, DiscoveryRequest)
-                    responses = self._receive(stream, item)
-                for response in responses:
-                    self._metrics.pushes.labels(
-                        SHORT_TYPE_NAMES.get(response.type_url, response.type_url)
-                    ).inc()
-                    if self._cache.change_seen_at is not None:
-                        stream.change_seen_at[response.type_url] = (
-                            response.nonce,
-                            self._cache.change_seen_at,
-                        )
-                    yield self._encode(response)
-                if item is _WAKE:
+                for body in self._handle_requests(stream, parse):
+                    yield body
+                if stream.publish_pending:
+                    stream.publish_pending = False
+                    for body in self._account(stream, stream.protocol.publish(self.views)):
+                        yield body
                     self._fanned_out(stream.stream_id)
+                if stream.client_done and not stream.requests:
+                    ended = "client_closed"
+                    break
+        except MalformedRequest as err:
+            ended = "invalid_request"
+            event(
+                log,
+                logging.WARNING,
+                "malformed request; stream ended",
+                stream=stream.stream_id,
+                peer=stream.peer,
+                error=str(err),
+            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except asyncio.CancelledError:
+            ended = "server_shutdown" if self._stopping else "cancelled"
+            raise
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             del self.streams[stream.stream_id]
             self._metrics.streams.set(len(self.streams))
+            self._metrics.streams_ended.labels(ended).inc()
             self._fanned_out(stream.stream_id)
-            event(log, logging.INFO, "stream closed", stream=stream.stream_id, node=stream.node_id)
+            event(
+                log,
+                logging.DEBUG,
+                "stream closed",
+                stream=stream.stream_id,
+                node=stream.node_id,
+                reason=ended,
+            )
 
-    def _published(self) -> None:
-        """A new snapshot: wake every stream, and time how long until all of them have handled it."""
-        self._fanout_pending = set(self.streams)
-        for stream in self.streams.values():
-            stream.wake()
+    def _handle_requests(
+        self, stream: StreamInfo, parse: Callable[[bytes], SotwRequest | DeltaRequest]
+    ) -> Iterator[bytes]:
+        """Parse and apply what the reader queued; in state of the world a newer request of a type
+        supersedes an older one (it repeats the whole subscription and answers the same nonce)."""
+        batch = [parse(raw) for raw in stream.requests]
+        stream.requests.clear()
+        stream.space.set()
+        if stream.api == "sotw" and len(batch) > 1:
+            latest = {request.type_url: request for request in batch}
+            batch = [request for request in batch if latest[request.type_url] is request]
+        for request in batch:
+            yield from self._account(stream, stream.protocol.receive(request, self.views, time.time()))
 
-    def _fanned_out(self, stream_id: int) -> None:
-        if stream_id in self._fanout_pending:
-            self._fanout_pending.discard(stream_id)
-            if not self._fanout_pending and self._cache.change_seen_at is not None:
-                self._metrics.fanout_seconds.observe(time.monotonic() - self._cache.change_seen_at)
+    async def _read(self, request_iterator: AsyncIterator[bytes], stream: StreamInfo) -> None:
+        try:
+            async for raw in request_iterator:
+                while len(stream.requests) >= _QUEUED_REQUESTS:
+                    stream.space.clear()
+                    await stream.space.wait()  # not read: HTTP/2 flow control holds this client back
+                stream.requests.append(raw)
+                stream.requests_read += 1
+                stream.wakeup.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a broken stream ends this stream only; the sidecar reconnects
+            event(log, logging.DEBUG, "stream read failed", stream=stream.stream_id, error=repr(err))
+        stream.client_done = True
+        stream.wakeup.set()
 
-    def _receive(self, stream: StreamInfo, request: DiscoveryRequest) -> list[Response]:
-        state = stream.protocol.types.get(request.type_url)
-        nack_before = state.nack if state else None
-        was_awaiting = state.awaiting_ack if state else False
-        responses = stream.protocol.receive(request, self._cache.snapshot, time.time())
-        if state is not None and was_awaiting and not state.awaiting_ack:
-            name = SHORT_TYPE_NAMES[request.type_url]
-            nonce, seen_at = stream.change_seen_at.pop(request.type_url, ("", None))
-            if state.nack is not nack_before and state.nack is not None:
-                self._metrics.nacks.labels(name).inc()
+    def _account(self, stream: StreamInfo, outcomes: list[Outcome]) -> Iterator[bytes]:
+        """Send what the protocol says, and count and log what happened."""
+        now = time.monotonic()
+        for outcome in outcomes:
+            if isinstance(outcome, Sent):
+                body = outcome.body
+                type_name = SHORT_TYPE_NAMES[outcome.type_url]
+                self._metrics.pushes.labels(type_name).inc()
+                self._metrics.response_bytes.labels(type_name).inc(len(body.data))
+                stream.responses += 1
+                stream.response_bytes += len(body.data)
+                stream.pending_since = stream.pending_since or now
+                seen_at = self.snapshot.change_seen_at if self.snapshot is not None else None
+                # A change's convergence is timed only for sidecars that were connected when it was
+                # seen; a sidecar's first sync is timed on its own.
+                if seen_at is not None and stream.connected_monotonic <= seen_at and not outcome.initial:
+                    stream.change_seen_at[outcome.type_url] = (body.nonce, seen_at)
+                yield body.data
+            elif isinstance(outcome, Acked):
+                self._metrics.acks.labels(SHORT_TYPE_NAMES[outcome.type_url]).inc()
+                nonce, seen_at = stream.change_seen_at.pop(outcome.type_url, ("", 0.0))
+                if nonce == outcome.nonce:
+                    self._metrics.convergence_seconds.observe(now - seen_at)
+            elif isinstance(outcome, Nacked):
+                stream.change_seen_at.pop(outcome.type_url, None)
+                self._metrics.nacks.labels(SHORT_TYPE_NAMES[outcome.type_url]).inc()
                 event(
                     log,
                     logging.WARNING,
                     "sidecar rejected config (NACK); it keeps its last good version",
                     node=stream.node_id,
-                    type=name,
-                    rejected_version=state.nack.version,
-                    kept_version=state.acked_version,
-                    error=state.nack.message,
+                    stream=stream.stream_id,
+                    type=SHORT_TYPE_NAMES[outcome.type_url],
+                    rejected_version=outcome.rejected_version,
+                    kept_version=outcome.kept_version,
+                    error=outcome.message,
                 )
-            else:
-                self._metrics.acks.labels(name).inc()
-                if seen_at is not None and nonce == request.response_nonce:
-                    self._metrics.convergence_seconds.observe(time.monotonic() - seen_at)
-        return responses
-
-    async def _read(self, request_iterator: AsyncIterator[DiscoveryRequest], stream: StreamInfo) -> None:
-        try:
-            async for request in request_iterator:
-                stream.inbox.put_nowait(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # a broken stream ends this stream only; the sidecar reconnects
-            event(log, logging.WARNING, "stream read failed", stream=stream.stream_id, error=repr(err))
-        stream.inbox.put_nowait(_END)
-
-    def _encode(self, response: Response) -> bytes:
-        """The response's bytes. Everything but the nonce is encoded once per content version and
-        shared by every stream; the nonce is appended as its own field (protobuf parses concatenated
-        encodings as one message), so a push to N sidecars does not re-encode N times."""
-        key = (response.type_url, response.version)
-        body = self._encoded.get(key)
-        if body is None:
-            body = bytes(
-                DiscoveryResponse(
-                    version_info=response.version,
-                    resources=[resource.packed for resource in response.resources],
-                    type_url=response.type_url,
-                    control_plane=self._control_plane,
+            elif isinstance(outcome, Ignored):
+                event(
+                    log,
+                    logging.DEBUG,
+                    "request ignored",
+                    stream=stream.stream_id,
+                    type=outcome.type_url,
+                    reason=outcome.reason,
                 )
+        if outcomes:
+            self._note_sync(stream, now)
+
+    def _note_sync(self, stream: StreamInfo, now: float) -> None:
+        if not any(state.awaiting_ack for state in stream.protocol.types.values()):
+            stream.pending_since = None
+        if stream.synced_at is None and stream.protocol.sync_state(self.views) is SyncState.IN_SYNC:
+            stream.synced_at = now
+            self._metrics.initial_sync_seconds.observe(now - stream.connected_monotonic)
+
+    def _fanned_out(self, stream_id: str) -> None:
+        if stream_id in self._fanout_pending:
+            self._fanout_pending.discard(stream_id)
+            snapshot = self.snapshot
+            if not self._fanout_pending and snapshot is not None and snapshot.change_seen_at is not None:
+                self._metrics.fanout_seconds.observe(time.monotonic() - snapshot.change_seen_at)
+
+    # -- admission ------------------------------------------------------------------------------
+
+    def _refusal(self) -> tuple[str, str] | None:
+        if len(self.streams) >= self._stream_limit:
+            return "at_limit", f"this kafka-xds serves at most {self._stream_limit} streams per worker"
+        if self.loop_lag > self._settings.overload_lag_seconds:
+            return "overloaded", (
+                f"kafka-xds is overloaded (its event loop runs {self.loop_lag:.1f} s late); retry later"
             )
-            self._encoded[key] = body
-            while len(self._encoded) > _ENCODED_CACHE_SIZE:
-                del self._encoded[next(iter(self._encoded))]
-        return body + bytes(DiscoveryResponse(nonce=response.nonce))
+        return None
 
+    def _refused(self, reason: str, peer: str) -> None:
+        self._metrics.streams_refused.labels(reason).inc()
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL_SECONDS:
+            event(
+                log,
+                logging.WARNING,
+                "new streams refused (RESOURCE_EXHAUSTED); clients retry with backoff",
+                reason=reason,
+                refused=self._refused_since_log,
+                streams=len(self.streams),
+                loop_lag_seconds=round(self.loop_lag, 2),
+                peer=peer,
+                worker=self._worker,
+            )
+            self._last_refusal_log, self._refused_since_log = now, 0
 
-def _as_bytes(encoded: bytes) -> bytes:
-    return encoded
+    async def _watch_loop_lag(self) -> None:
+        """How late the loop runs a timer: the honest measure of how far behind serving is."""
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + _LAG_INTERVAL_SECONDS
+            await asyncio.sleep(_LAG_INTERVAL_SECONDS)
+            lag = max(0.0, loop.time() - expected)
+            # Rise at once, decay over a few ticks: one quiet tick does not end an overload.
+            self.loop_lag = lag if lag > self.loop_lag else self.loop_lag * 0.5 + lag * 0.5
+            self._metrics.loop_lag_seconds.set(self.loop_lag)

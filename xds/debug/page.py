@@ -37,7 +37,7 @@ def render_page(
         "<h2>Kafka clusters</h2>",
         *(_cluster(name, cluster) for name, cluster in topology["clusters"].items()),
         "<h2>Sidecars</h2>",
-        _sidecars(streams["streams"]),
+        _sidecars(streams),
         f"<p class=muted>Rendered {escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}; refreshes every 5 s. "
         "JSON: <a href=/debug/topology>topology</a> · <a href=/debug/streams>streams</a> · "
         "<a href=/debug/snapshot>snapshot</a> · <a href=/debug/plan>plan</a> · "
@@ -94,7 +94,8 @@ def _cluster(name: str, cluster: dict[str, Any]) -> str:
         f"<div class='card{stale_class}'><b>{escape(name)}</b> "
         f"<span class='badge {badge}'>{escape(state)}</span> "
         f"<span class=muted>{escape(source['kind'])} source{detail} · loopback "
-        f"{escape(str(cluster.get('loopback_ip') or '-'))}</span>"
+        f"{escape(str(cluster.get('loopback_ip') or '-'))} · cluster id "
+        f"<code>{escape(str(source.get('cluster_id') or 'unknown'))}</code></span>"
         "<div class=wrap><table><tr><th>broker</th><th>status</th><th>clients use</th><th>forwarded to</th>"
         f"<th>rack</th></tr>{''.join(rows)}</table></div>"
         + (f"<ul>{''.join(notes)}</ul>" if notes else "")
@@ -111,29 +112,50 @@ def _broker_row(broker: dict[str, Any], status: str) -> str:
     )
 
 
-def _sidecars(streams: list[dict[str, Any]]) -> str:
-    if not streams:
+_GROUPS = {
+    "nacked": ("rejecting config (NACK)", "bad"),
+    "lagging": ("lagging (a response unanswered for over 10 s)", "bad"),
+    "pending": ("catching up", "warn"),
+    "idle": ("connected, nothing requested", "warn"),
+    "in_sync": ("in sync", "ok"),
+}
+
+
+def _sidecars(report: dict[str, Any]) -> str:
+    """Counts first (by state, by version), then the first page of sidecars, problems first."""
+    if not report["total"]:
         return "<div class='card muted'>No sidecar is connected.</div>"
-    groups = [
-        ("nacked", "rejecting config (NACK)", "bad"),
-        ("pending", "catching up", "warn"),
-        ("in_sync", "in sync", "ok"),
-    ]
-    parts = []
-    for key, title, badge in groups:
-        members = [stream for stream in streams if stream["sync"] == key]
-        if not members:
-            continue
-        rows = "".join(_sidecar_row(stream) for stream in members)
-        parts.append(
-            f"<div class=card><span class='badge {badge}'>{escape(title)}: {len(members)}</span>"
-            "<div class=wrap><table><tr><th>node</th><th>acked versions</th><th>Envoy</th><th>from</th>"
-            f"<th>connected</th></tr>{rows}</table></div></div>"
-        )
-    return "".join(parts)
+    badges = " ".join(
+        f"<a href='/debug/streams?state={state}'><span class='badge {_GROUPS[state][1]}'>"
+        f"{escape(_GROUPS[state][0])}: {count}</span></a>"
+        for state, count in report["by_state"].items()
+        if count
+    )
+    versions = "".join(
+        f"<tr><td>{escape(type_name)}</td><td>"
+        + "<br>".join(f"<code>{escape(version)}</code>: {count}" for version, count in counts.items())
+        + "</td></tr>"
+        for type_name, counts in report["by_version"].items()
+    )
+    rows = "".join(_sidecar_row(stream) for stream in report["streams"])
+    shown = len(report["streams"])
+    more = (
+        f"<p class=muted>{shown} of {report['total']} shown, problems first; all of them, paged and "
+        "filtered: <a href='/debug/streams'>/debug/streams</a> (?state=, ?node=, ?offset=, ?limit=)</p>"
+        if shown < report["total"]
+        else ""
+    )
+    return (
+        f"<div class=card>{report['total']} connected · {badges}"
+        f"<div class=wrap><table><tr><th>type</th><th>ACKed versions (sidecars)</th></tr>{versions}"
+        "</table></div></div>"
+        "<div class=card><div class=wrap><table><tr><th>state</th><th>node</th><th>acked versions</th>"
+        f"<th>Envoy</th><th>from</th><th>connected</th></tr>{rows}</table></div>{more}</div>"
+    )
 
 
 def _sidecar_row(stream: dict[str, Any]) -> str:
+    title, badge = _GROUPS[stream["sync"]]
     acked = []
     for type_name, state in stream["types"].items():
         text = f"{escape(type_name)} <code>{escape(str(state['acked_version'] or '-'))}</code>"
@@ -145,6 +167,7 @@ def _sidecar_row(stream: dict[str, Any]) -> str:
         f" <span class=muted>({escape(stream['node_cluster'])})</span>" if stream["node_cluster"] else ""
     )
     return (
-        f"<tr><td>{node}</td><td>{'<br>'.join(acked)}</td><td>{escape(stream['envoy_version'] or '?')}</td>"
+        f"<tr><td><span class='badge {badge}'>{escape(title.split(' (')[0])}</span></td>"
+        f"<td>{node}</td><td>{'<br>'.join(acked)}</td><td>{escape(stream['envoy_version'] or '?')}</td>"
         f"<td>{escape(stream['peer'])}</td><td>{since}</td></tr>"
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from xds.plan import BrokerStatus, ClusterPlan, PlannedBroker
-from xds.resources import SHORT_TYPE_NAMES
-from xds.server import StreamInfo
+from xds.resource_types import SHORT_TYPE_NAMES
 from xds.snapshot import Snapshot
 from xds.topology import Topology
 
@@ -69,44 +68,6 @@ def render_snapshot(
     snapshot: Snapshot, type_filter: str | None = None, name_filter: str | None = None
 ) -> Any:
     return json.loads("".join(render_snapshot_chunks(snapshot, type_filter, name_filter)))
-
-
-def render_streams(streams: Iterable[StreamInfo], snapshot: Snapshot | None) -> dict[str, Any]:
-    """Every connected sidecar and, per type, where its subscription and ACKs stand."""
-    rendered = []
-    for stream in streams:
-        node = stream.protocol.node
-        types = {}
-        for type_url, state in stream.protocol.types.items():
-            if not state.requested:
-                continue
-            nack = state.nack
-            types[SHORT_TYPE_NAMES.get(type_url, type_url)] = {
-                "wildcard": state.wildcard,
-                "subscribed": sorted(state.names),
-                "sent_version": state.sent_version,
-                "sent_nonce": state.sent_nonce,
-                "awaiting_ack": state.awaiting_ack,
-                "acked_version": state.acked_version,
-                "rejected": state.rejected,
-                "last_nack": None
-                if nack is None
-                else {"version": nack.version, "error": nack.message, "code": nack.code, "at": nack.at},
-            }
-        rendered.append(
-            {
-                "stream_id": stream.stream_id,
-                "node_id": stream.node_id,
-                "node_cluster": node.cluster if node else "",
-                "envoy_version": stream.envoy_version,
-                "peer": stream.peer,
-                "connected_at": stream.connected_at,
-                "sync": stream.protocol.sync_state(snapshot).value,
-                "types": types,
-                "ignored_types": sorted(stream.protocol.ignored_types),
-            }
-        )
-    return {"streams": rendered}
 
 
 def render_topology(

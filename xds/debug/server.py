@@ -1,8 +1,10 @@
 """The debug HTTP server (aiohttp). It reads pipeline state and never changes it.
 
-Handlers only read immutable values (snapshots, topologies, plans) and per-stream protocol state on
-the event loop, so a slow or failing request cannot touch the xDS path. Bound to loopback by
-default; with `debug.token_file`, everything but /healthz and /readyz needs `Authorization: Bearer`.
+Handlers only read immutable values (snapshots, topologies, plans) and reports the serving side
+makes of its streams, so a slow or failing request cannot touch the xDS path. Bound to loopback by
+default; with `debug.token_file`, everything but /healthz and /readyz needs the token: as
+`Authorization: Bearer <token>` (scheme case-insensitive), or once as `?token=` from a browser,
+which then holds it in an HttpOnly cookie so the page's links work without the token in the page.
 """
 
 from __future__ import annotations
@@ -14,19 +16,24 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from xds.cache import SnapshotCache
 from xds.config import Config, ConfigError, parse_listen
 from xds.controller import Controller
 from xds.debug.page import render_page
-from xds.debug.render import render_snapshot_chunks, render_streams, render_topology
+from xds.debug.render import render_snapshot_chunks, render_topology
+from xds.debug.streams import MAX_PAGE, STATES, StreamQuery
+from xds.fleet import Fleet
 from xds.log import event
 from xds.metrics import Metrics
 from xds.plan import format_plan_table, plan_rows
-from xds.server import AdsServer
+from xds.resource_types import SHORT_TYPE_NAMES, TYPES_BY_SHORT_NAME
+from xds.server import StartupError
 
 log = logging.getLogger("kafka_xds.debug")
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_COOKIE = "kafka_xds_token"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -35,9 +42,21 @@ def read_token(path: str) -> str:
         token = Path(path).read_text(encoding="utf-8").strip()
     except OSError as err:
         raise ConfigError("debug.token_file", f"cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("debug.token_file", f"{path} is not UTF-8 text") from None
     if not token:
         raise ConfigError("debug.token_file", f"{path} is empty")
     return token
+
+
+class _FleetCollector(Collector):
+    """The serving workers' metrics, in this process's scrape."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return self._fleet.collect()
 
 
 class DebugServer:
@@ -46,17 +65,18 @@ class DebugServer:
         config: Config,
         controller: Controller,
         cache: SnapshotCache,
-        ads: AdsServer,
+        fleet: Fleet,
         metrics: Metrics,
     ) -> None:
         self._config = config
         self._settings = config.debug
         self._controller = controller
         self._cache = cache
-        self._ads = ads
+        self._fleet = fleet
         self._metrics = metrics
         self._token = read_token(self._settings.token_file) if self._settings.token_file else None
         self._runner: web.AppRunner | None = None
+        metrics.registry.register(_FleetCollector(fleet))
         self.port: int | None = None
 
     def app(self) -> web.Application:
@@ -76,7 +96,12 @@ class DebugServer:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:
+            raise StartupError(
+                f"debug.listen: cannot listen on {self._settings.listen}: {err.strerror or err}"
+            ) from None
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
         event(log, logging.INFO, "debug server listening", address=f"{host}:{self.port}")
@@ -90,12 +115,16 @@ class DebugServer:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._token is None or request.path in _OPEN_PATHS:
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        offered = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        offered = offered or request.query.get("token", "")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        from_query = request.query.get("token", "")
+        offered = credentials.strip() if scheme.lower() == "bearer" else ""
+        offered = offered or from_query or request.cookies.get(_COOKIE, "")
         if not hmac.compare_digest(offered.encode(), self._token.encode()):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
-        return await handler(request)
+        response = await handler(request)
+        if from_query and isinstance(response, web.Response):
+            response.set_cookie(_COOKIE, from_query, httponly=True, samesite="Strict", path="/")
+        return response
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -104,6 +133,7 @@ class DebugServer:
         waiting = self._controller.waiting()
         if not waiting and self._cache.snapshot is None:
             waiting = {"snapshot": "the first snapshot is being built"}
+        waiting.update(self._fleet.waiting())
         return waiting
 
     async def _readyz(self, request: web.Request) -> web.Response:
@@ -116,10 +146,24 @@ class DebugServer:
         snapshot = self._cache.snapshot
         if snapshot is None:
             return web.json_response({"error": "no snapshot yet", "waiting": self._waiting()}, status=503)
+        type_filter, name_filter = request.query.get("type"), request.query.get("name")
+        type_url = None
+        if type_filter is not None:
+            type_url = TYPES_BY_SHORT_NAME.get(type_filter, type_filter)
+            if type_url not in SHORT_TYPE_NAMES:
+                known = ", ".join(SHORT_TYPE_NAMES.values())
+                return web.json_response(
+                    {"error": f"unknown type {type_filter!r}: expected one of {known} or a type URL"},
+                    status=400,
+                )
+        if name_filter is not None:
+            types = [type_url] if type_url else list(SHORT_TYPE_NAMES)
+            if not any(name_filter in snapshot.resources(each) for each in types):
+                return web.json_response({"error": f"no resource named {name_filter!r}"}, status=404)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         # Hundreds of brokers make megabytes of JSON: stream it type by type.
-        for chunk in render_snapshot_chunks(snapshot, request.query.get("type"), request.query.get("name")):
+        for chunk in render_snapshot_chunks(snapshot, type_url, name_filter):
             await response.write(chunk.encode())
         await response.write_eof()
         return response
@@ -128,11 +172,15 @@ class DebugServer:
         return web.json_response(render_topology(self._controller.topologies, self._controller.plans))
 
     async def _streams(self, request: web.Request) -> web.Response:
-        node = request.query.get("node")
-        streams = [stream for stream in self._ads.streams.values() if node is None or stream.node_id == node]
-        if node is not None and not streams:
-            return web.json_response({"error": f"no stream from node {node!r}"}, status=404)
-        return web.json_response(render_streams(streams, self._cache.snapshot))
+        try:
+            query = _stream_query(request)
+        except ValueError as err:
+            return web.json_response({"error": str(err)}, status=400)
+        body = await self._fleet.streams(query)
+        if (query.node is not None or query.stream is not None) and not body["matched"]:
+            wanted = f"node {query.node!r}" if query.node is not None else f"stream {query.stream!r}"
+            return web.json_response({"error": f"no stream from {wanted}"}, status=404)
+        return web.json_response(body)
 
     async def _plan(self, request: web.Request) -> web.Response:
         rows = plan_rows(self._controller.plans.values())
@@ -142,14 +190,31 @@ class DebugServer:
 
     async def _scrape(self, request: web.Request) -> web.Response:
         self._metrics.record_sources(self._controller.topologies)
+        await self._fleet.refresh_metrics()
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _page(self, request: web.Request) -> web.Response:
+        snapshot = self._cache.snapshot
         html = render_page(
             topology=render_topology(self._controller.topologies, self._controller.plans),
-            streams=render_streams(list(self._ads.streams.values()), self._cache.snapshot),
+            streams=await self._fleet.streams(StreamQuery(limit=50)),
             waiting=self._waiting(),
-            versions=self._cache.snapshot.versions() if self._cache.snapshot else {},
+            versions=snapshot.versions() if snapshot else {},
         )
         return web.Response(text=html, content_type="text/html")
+
+
+def _stream_query(request: web.Request) -> StreamQuery:
+    query = request.query
+    state = query.get("state")
+    if state is not None and state not in STATES:
+        raise ValueError(f"unknown state {state!r}: expected one of {', '.join(STATES)}")
+    try:
+        offset = int(query.get("offset", "0"))
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        raise ValueError("offset and limit must be whole numbers") from None
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"offset must be >= 0 and limit within 1..{MAX_PAGE}")
+    return StreamQuery(state, query.get("node"), query.get("stream"), offset, limit)

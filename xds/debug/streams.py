@@ -1,0 +1,149 @@
+"""`/debug/streams` and the status page's sidecar section, useful at ten thousand sidecars.
+
+A report starts with counts (by sync state, and by the version each sidecar ACKed per type), then
+lists sidecars one page at a time, problems first: NACKed, then lagging (a response unanswered for
+longer than `LAGGING_SECONDS`), pending, idle, and in sync last. Each serving process reports on its
+own streams (`report`); the main process merges the reports of every worker (`merge`). Plain data
+in and out (no aiohttp here), so a worker can answer over its pipe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from xds.protocol import StreamProtocol, SyncState, Views
+from xds.resource_types import SHORT_TYPE_NAMES
+
+if TYPE_CHECKING:
+    from xds.server import StreamInfo
+
+LAGGING_SECONDS = 10.0
+MAX_PAGE = 500
+STATES = ("nacked", "lagging", "pending", "idle", "in_sync")
+_RANK = {state: rank for rank, state in enumerate(STATES)}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamQuery:
+    state: str | None = None  # one of STATES
+    node: str | None = None  # exact node id
+    stream: str | None = None  # exact stream id
+    offset: int = 0
+    limit: int = 100
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        return (
+            (self.state is None or row["sync"] == self.state)
+            and (self.node is None or row["node_id"] == self.node)
+            and (self.stream is None or row["stream_id"] == self.stream)
+        )
+
+
+def report(
+    streams: Iterable[StreamInfo], views: Views | None, query: StreamQuery, now: float | None = None
+) -> dict[str, Any]:
+    """Counts over every stream, and the rows of the page `query` asks for (problems first)."""
+    now = time.monotonic() if now is None else now
+    by_state: Counter[str] = Counter()
+    by_version: dict[str, Counter[str]] = {short: Counter() for short in SHORT_TYPE_NAMES.values()}
+    matched: list[tuple[tuple[int, float, str], dict[str, Any]]] = []
+    total = 0
+    for stream in streams:
+        total += 1
+        row = _row(stream, views, now)
+        by_state[row["sync"]] += 1
+        for type_name, state in row["types"].items():
+            by_version[type_name][state["acked_version"] or "-"] += 1
+        if query.matches(row):
+            matched.append((_sort_key(row), row))
+    matched.sort(key=lambda pair: pair[0])
+    window = matched[: query.offset + query.limit]
+    return {
+        "total": total,
+        "by_state": {state: by_state.get(state, 0) for state in STATES},
+        "by_version": {name: dict(counts) for name, counts in by_version.items() if counts},
+        "matched": len(matched),
+        "rows": [row for _, row in window],
+    }
+
+
+def merge(reports: Sequence[dict[str, Any]], query: StreamQuery) -> dict[str, Any]:
+    """One report from the reports of every worker, with the page `query` asks for."""
+    by_state: Counter[str] = Counter()
+    by_version: dict[str, Counter[str]] = {}
+    rows: list[dict[str, Any]] = []
+    total = matched = 0
+    for part in reports:
+        total += part["total"]
+        matched += part["matched"]
+        by_state.update(part["by_state"])
+        for type_name, counts in part["by_version"].items():
+            by_version.setdefault(type_name, Counter()).update(counts)
+        rows.extend(part["rows"])
+    rows.sort(key=_sort_key)
+    page = rows[query.offset : query.offset + query.limit]
+    following = query.offset + len(page)
+    return {
+        "total": total,
+        "by_state": {state: by_state.get(state, 0) for state in STATES},
+        "by_version": {name: dict(counts.most_common()) for name, counts in by_version.items()},
+        "matched": matched,
+        "offset": query.offset,
+        "limit": query.limit,
+        "next_offset": following if following < matched else None,
+        "streams": page,
+    }
+
+
+def _sort_key(row: dict[str, Any]) -> tuple[int, float, str]:
+    # Problems first; within a state the longest-waiting first, then by stream id for stable pages.
+    return (_RANK[row["sync"]], -(row["pending_seconds"] or 0.0), row["stream_id"])
+
+
+def _row(stream: StreamInfo, views: Views | None, now: float) -> dict[str, Any]:
+    protocol: StreamProtocol = stream.protocol
+    node = protocol.node
+    sync = protocol.sync_state(views).value
+    pending = round(now - stream.pending_since, 1) if stream.pending_since is not None else None
+    if sync == SyncState.PENDING.value and pending is not None and pending > LAGGING_SECONDS:
+        sync = "lagging"
+    types = {}
+    for type_url, state in protocol.types.items():
+        if not state.requested:
+            continue
+        nack = state.nack
+        types[SHORT_TYPE_NAMES[type_url]] = {
+            "wildcard": state.wildcard,
+            "subscribed": sorted(state.names)[:50],
+            "subscribed_count": len(state.names),
+            "sent_version": state.sent_version,
+            "sent_nonce": state.sent_nonce or None,
+            "awaiting_ack": state.awaiting_ack,
+            "acked_version": state.acked_version,
+            "rejected": state.is_rejected,
+            "last_nack": None
+            if nack is None
+            else {"version": nack.version, "error": nack.message, "code": nack.code, "at": nack.at},
+        }
+    ignored = dict(protocol.ignored_types)
+    return {
+        "stream_id": stream.stream_id,
+        "node_id": node.id if node else "",
+        "node_cluster": node.cluster if node else "",
+        "envoy_version": node.envoy_version if node else "",
+        "identity": stream.identity,
+        "api": stream.api,
+        "peer": stream.peer,
+        "connected_at": stream.connected_at,
+        "sync": sync,
+        "pending_seconds": pending,
+        "responses": stream.responses,
+        "response_bytes": stream.response_bytes,
+        "types": types,
+        "ignored_types": ignored,
+        "ignored_types_overflow": protocol.ignored_overflow,
+    }
