@@ -135,6 +135,7 @@ class Stack:
         self.loopback, self.host = addresses.take(), addresses.take()
         self.brokers: dict[int, TlsUpstream] = {}
         self.brokers_file = directory / "brokers.yaml"
+        directory.mkdir(parents=True, exist_ok=True)
 
     async def start(
         self,
