@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
+from xds.config import parse_listen
 from xds.demo.brokers import Certs, TlsUpstream, make_certs
 
 pytest_plugins = [
     "tests.conftest_zk",  # real ZooKeeper servers, ensembles and broker registrations
     "tests.conftest_kafka",  # a real Kafka-protocol broker (Tansu)
 ]
+
+
+@pytest.fixture(scope="session")
+def addresses() -> Iterator[LoopbackAddresses]:
+    """This run's own loopback addresses: take one for everything a test binds or points Envoy at."""
+    with LoopbackAddresses() as run_addresses:
+        yield run_addresses
 
 
 @pytest.fixture
@@ -27,7 +36,7 @@ def certs(tmp_path: Path) -> Certs:
 
 @pytest.fixture
 async def upstreams(certs: Certs) -> AsyncIterator[Callable[[str, str], Awaitable[TlsUpstream]]]:
-    """Start broker-like mTLS servers: `await upstreams("broker-1", "127.0.0.21")`."""
+    """Start broker-like mTLS servers: `await upstreams("broker-1", addresses.take())`."""
     started: list[TlsUpstream] = []
 
     async def start(name: str, host: str) -> TlsUpstream:
@@ -41,11 +50,13 @@ async def upstreams(certs: Certs) -> AsyncIterator[Callable[[str, str], Awaitabl
 
 
 @pytest.fixture
-async def envoys(tmp_path: Path) -> AsyncIterator[Callable[[str, int], Awaitable[Envoy]]]:
+async def envoys(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Envoy]]]:
+    """Start sidecars connected to a kafka-xds config: `await envoys("app-1", config)`."""
     started: list[Envoy] = []
 
-    async def start(node_id: str, xds_port: int) -> Envoy:
-        envoy = await Envoy(tmp_path, node_id, xds_port).start()
+    async def start(node_id: str, config: dict[str, Any], directory: Path | None = None) -> Envoy:
+        host, port = parse_listen(config["xds"]["listen"])  # its admin API goes on the same address
+        envoy = await Envoy(directory or tmp_path, node_id, port, host).start()
         started.append(envoy)
         return envoy
 
@@ -58,8 +69,13 @@ async def envoys(tmp_path: Path) -> AsyncIterator[Callable[[str, int], Awaitable
 async def xds_processes(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[XdsProcess]]]:
     started: list[XdsProcess] = []
 
-    async def start(config: dict[str, Any], name: str = "kafka-xds", wait_ready: bool = True) -> XdsProcess:
-        process = await XdsProcess(tmp_path, config, name).start(wait_ready)
+    async def start(
+        config: dict[str, Any],
+        name: str = "kafka-xds",
+        wait_ready: bool = True,
+        directory: Path | None = None,
+    ) -> XdsProcess:
+        process = await XdsProcess(directory or tmp_path, config, name).start(wait_ready)
         started.append(process)
         return process
 
@@ -68,11 +84,13 @@ async def xds_processes(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable
         await process.kill()
 
 
-def base_config(certs: Certs | None, clusters: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
-    """A config on free ports; `certs=None` means plain TCP upstreams."""
+def base_config(
+    certs: Certs | None, clusters: list[dict[str, Any]], listen_ip: str, **overrides: Any
+) -> dict[str, Any]:
+    """kafka-xds's xDS and debug servers on free ports of `listen_ip`; `certs=None`: plain TCP upstreams."""
     config: dict[str, Any] = {
-        "xds": {"listen": f"127.0.0.1:{free_port()}", "debounce_ms": 50},
-        "debug": {"listen": f"127.0.0.1:{free_port()}"},
+        "xds": {"listen": f"{listen_ip}:{free_port(listen_ip)}", "debounce_ms": 50},
+        "debug": {"listen": f"{listen_ip}:{free_port(listen_ip)}"},
         "upstream_tls": None
         if certs is None
         else {
@@ -94,37 +112,52 @@ def write_static_brokers(path: Path, brokers: list[dict[str, Any]]) -> Path:
     return path
 
 
-def xds_port(config: dict[str, Any]) -> int:
-    return int(config["xds"]["listen"].rsplit(":", 1)[1])
-
-
 class Stack:
-    """kafka-xds (its own process) on a static broker file, and one Envoy sidecar connected to it."""
+    """kafka-xds (its own process) on a static broker file, and one Envoy sidecar connected to it.
 
-    def __init__(self, tmp_path: Path, certs: Certs, upstreams: Any, envoys: Any, xds_processes: Any) -> None:
-        self.tmp_path, self.certs = tmp_path, certs
+    Each stack has addresses of its own: `loopback`, the Kafka cluster's loopback IP (Envoy's
+    listeners); `host`, kafka-xds's xDS and debug servers and Envoy's admin API; one per broker.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        certs: Certs,
+        upstreams: Any,
+        envoys: Any,
+        xds_processes: Any,
+        addresses: LoopbackAddresses,
+        node_id: str = "app-1",
+    ) -> None:
+        self.directory, self.certs, self.node_id = directory, certs, node_id
         self._upstreams, self._envoys, self._xds_processes = upstreams, envoys, xds_processes
+        self._addresses = addresses
+        self.loopback, self.host = addresses.take(), addresses.take()
         self.brokers: dict[int, TlsUpstream] = {}
-        self.brokers_file = tmp_path / "brokers.yaml"
+        self.brokers_file = directory / "brokers.yaml"
+        directory.mkdir(parents=True, exist_ok=True)
 
     async def start(
         self,
-        hosts: dict[int, str],
+        broker_ids: Iterable[int],
         cluster: dict[str, Any],
         broker_extra: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> Stack:
-        """Brokers {id: ip} as mTLS upstreams, kafka-xds on `cluster` + the broker file, one sidecar."""
-        for broker_id, host in hosts.items():
-            self.brokers[broker_id] = await self._upstreams(f"broker-{broker_id}", host)
+        """Brokers as mTLS upstreams (`broker-<id>@<ip>`), kafka-xds on `cluster` and the broker file,
+        one sidecar."""
+        for broker_id in broker_ids:
+            host = self._addresses.take()
+            self.brokers[broker_id] = await self._upstreams(f"broker-{broker_id}@{host}", host)
         self.write_brokers(broker_extra or {})
         self.config = base_config(
             self.certs,
             [dict(cluster, static={"file": str(self.brokers_file), "poll_interval_seconds": 0.2})],
+            self.host,
             **overrides,
         )
-        self.server = await self._xds_processes(self.config)
-        self.envoy = await self._envoys("app-1", xds_port(self.config))
+        self.server = await self._xds_processes(self.config, directory=self.directory)
+        self.envoy = await self._envoys(self.node_id, self.config, directory=self.directory)
         return self
 
     def write_brokers(self, extra: dict[str, Any]) -> None:
@@ -138,5 +171,12 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, certs: Certs, upstreams: Any, envoys: Any, xds_processes: Any) -> Stack:
-    return Stack(tmp_path, certs, upstreams, envoys, xds_processes)
+def stack(
+    tmp_path: Path,
+    certs: Certs,
+    upstreams: Any,
+    envoys: Any,
+    xds_processes: Any,
+    addresses: LoopbackAddresses,
+) -> Stack:
+    return Stack(tmp_path, certs, upstreams, envoys, xds_processes, addresses)

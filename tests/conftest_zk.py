@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.addresses import LoopbackAddresses
 from tests.support.zookeeper import ZK_SERVER, KafkaBroker, ZooKeeperEnsemble, ZooKeeperServer
 
 
@@ -19,10 +20,12 @@ def _require_zookeeper() -> None:
 
 
 @pytest.fixture(scope="module")
-def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
+def zookeeper(
+    tmp_path_factory: pytest.TempPathFactory, addresses: LoopbackAddresses
+) -> Iterator[ZooKeeperServer]:
     """One server shared by a module's tests; each test works under its own `chroot`."""
     _require_zookeeper()
-    server = ZooKeeperServer(tmp_path_factory.mktemp("zookeeper")).start()
+    server = ZooKeeperServer(tmp_path_factory.mktemp("zookeeper"), host=addresses.take()).start()
     yield server
     server.stop()
 
@@ -34,13 +37,15 @@ def chroot(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def zookeeper_servers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[ZooKeeperServer]]]:
+async def zookeeper_servers(
+    tmp_path: Path, addresses: LoopbackAddresses
+) -> AsyncIterator[Callable[..., Awaitable[ZooKeeperServer]]]:
     """Dedicated servers for tests that stop or kill them, or need TLS: `await zookeeper_servers(tls=ca)`."""
     _require_zookeeper()
     started: list[ZooKeeperServer] = []
 
     async def start(**options: Any) -> ZooKeeperServer:
-        server = ZooKeeperServer(tmp_path / f"zookeeper-{len(started) + 1}", **options)
+        server = ZooKeeperServer(tmp_path / f"zookeeper-{len(started) + 1}", host=addresses.take(), **options)
         started.append(server)
         return await asyncio.to_thread(server.start)
 
@@ -50,10 +55,12 @@ async def zookeeper_servers(tmp_path: Path) -> AsyncIterator[Callable[..., Await
 
 
 @pytest.fixture
-async def zookeeper_ensemble(tmp_path: Path) -> AsyncIterator[ZooKeeperEnsemble]:
+async def zookeeper_ensemble(
+    tmp_path: Path, addresses: LoopbackAddresses
+) -> AsyncIterator[ZooKeeperEnsemble]:
     """Three servers on loopback forming one quorum."""
     _require_zookeeper()
-    ensemble = ZooKeeperEnsemble(tmp_path / "ensemble")
+    ensemble = ZooKeeperEnsemble(tmp_path / "ensemble", addresses.take())
     try:
         await asyncio.to_thread(ensemble.start)
         yield ensemble

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shutil
 from typing import Any
 
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Stack
 from tests.support.envoy import Envoy
-from tests.support.wait import eventually
+from tests.support.wait import eventually, free_port
 from tests.support.xds_process import XdsProcess
 from tests.test_envoy_e2e import _answers, _cluster, _stat_at_least
 
@@ -20,11 +21,9 @@ pytestmark = pytest.mark.envoy
 
 
 async def _started(stack: Stack, **overrides: Any) -> tuple[dict[str, Any], XdsProcess, Envoy]:
-    cluster = _cluster(stack.brokers_file, client_listener="CLIENT")
-    await stack.start(
-        {1: "127.0.0.21"}, cluster, {"rack": "az1", "listeners": {"CLIENT": "10.9.9.9:9092"}}, **overrides
-    )
-    await eventually(lambda: _answers(9091, "broker-1"), what="traffic through the sidecar")
+    cluster = _cluster(stack.loopback, stack.brokers_file, client_listener="CLIENT")
+    await stack.start([1], cluster, {"rack": "az1", "listeners": {"CLIENT": "10.9.9.9:9092"}}, **overrides)
+    await eventually(lambda: _answers(stack.loopback, 9091, "broker-1"), what="traffic through the sidecar")
     return stack.config, stack.server, stack.envoy
 
 
@@ -50,7 +49,9 @@ async def test_streams_show_the_connected_envoy_in_sync(stack):
     assert stream["node_id"] == "app-1"
     assert stream["node_cluster"] == "kafka-clients"
     assert stream["envoy_version"] == "1.40.0"
-    assert stream["peer"].startswith("ipv4:127.0.0.1:")
+    family, peer_ip, _ = stream["peer"].split(":")
+    assert family == "ipv4"
+    assert ipaddress.ip_address(peer_ip).is_loopback  # the sidecar, on this host
     _, snapshot = await server.get("/debug/snapshot")
     assert stream["types"]["clusters"]["acked_version"] == snapshot["versions"]["clusters"]
     assert stream["types"]["listeners"]["acked_version"] == snapshot["versions"]["listeners"]
@@ -66,14 +67,14 @@ async def test_topology_and_plan_show_brokers_and_mismatches(stack):
     _, topology = await server.get("/debug/topology")
     cluster = topology["clusters"]["kafka-a"]
     assert cluster["source"]["state"] == "synced"
-    assert cluster["brokers"][0]["planned"] == "127.0.0.10:9091"
+    assert cluster["brokers"][0]["planned"] == f"{stack.loopback}:9091"
     assert "advertises 10.9.9.9:9092" in cluster["plan_mismatches"][0]
     _, plan = await server.get("/debug/plan")
     assert plan["rows"] == [
         {
             "cluster": "kafka-a",
             "broker_id": 1,
-            "loopback_ip": "127.0.0.10",
+            "loopback_ip": stack.loopback,
             "port": 9091,
             "upstream": plan["rows"][0]["upstream"],
             "status": "live",
@@ -84,7 +85,7 @@ async def test_topology_and_plan_show_brokers_and_mismatches(stack):
         session.get(server.debug_url + "/debug/plan", headers={"Accept": "text/plain"}) as response,
     ):
         text = await response.text()
-    assert text.splitlines()[1].startswith("kafka-a\t1\t127.0.0.10\t9091\t")
+    assert text.splitlines()[1].startswith(f"kafka-a\t1\t{stack.loopback}\t9091\t")
 
 
 async def test_forced_nack_shows_in_streams_metrics_and_page(tmp_path, stack, xds_processes):
@@ -154,7 +155,7 @@ async def test_token_protects_everything_but_health(tmp_path, stack):
     token_file.write_text("s3cret\n")
     _, server, _ = await _started(
         stack,
-        debug={"listen": f"127.0.0.1:{_free()}", "token_file": str(token_file)},
+        debug={"listen": f"{stack.host}:{free_port(stack.host)}", "token_file": str(token_file)},
     )
     assert (await server.get("/healthz"))[0] == 200
     assert (await server.get("/readyz"))[0] == 200
@@ -167,12 +168,6 @@ async def test_token_protects_everything_but_health(tmp_path, stack):
         ) as response,
     ):
         assert response.status == 200
-
-
-def _free() -> int:
-    from tests.support.wait import free_port
-
-    return free_port()
 
 
 def _chromium() -> str | None:
@@ -211,7 +206,7 @@ async def test_status_page_renders_in_a_real_browser(tmp_path, stack):
     assert screenshot.stat().st_size > 5000
     dom, _ = await _run(browser, *flags, "--dump-dom", server.debug_url + "/")
     assert "kafka-a" in dom
-    assert "127.0.0.10:9091" in dom
+    assert f"{stack.loopback}:9091" in dom
     assert "app-1" in dom
     assert "in sync: 1" in dom
 

@@ -1,4 +1,8 @@
-"""`make demo`: unattended with --duration, two clusters on ZooKeeper, a rescheduled broker followed."""
+"""`make demo`: unattended with --duration, two clusters on ZooKeeper, a rescheduled broker followed.
+
+The demo runs in this test run's own /24 and on free ports (its options), so that it cannot meet
+another run's demo, nor a `make demo` someone runs on the documented defaults.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.support.addresses import LoopbackAddresses
+from tests.support.wait import free_port
 from xds.demo import __main__ as demo
+from xds.demo.layout import DemoAddresses
 from xds.demo.zookeeper import ZK_SERVER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,34 +43,46 @@ def _processes_mentioning(text: str) -> list[str]:
 
 @pytest.mark.envoy
 @pytest.mark.zookeeper
-def test_demo_shows_both_clusters_and_the_sidecar_following_a_rescheduled_broker():
+def test_demo_shows_both_clusters_and_the_sidecar_following_a_rescheduled_broker(
+    addresses: LoopbackAddresses,
+):
     if not ZK_SERVER.exists():
         pytest.skip(f"{ZK_SERVER} missing: `make test` installs Debian's zookeeper package")
+    network = addresses.network()
+
+    def ip(host_number: int) -> str:  # the demo keeps each address's host number in its /24
+        return str(network[host_number])
+
+    ports = {option: free_port(ip(1)) for option in ("--xds-port", "--debug-port", "--admin-port")}
+    placement = ["--loopback-net", str(network), *(str(arg) for item in ports.items() for arg in item)]
     result = subprocess.run(
-        [sys.executable, "-m", "xds.demo", "--duration", "12", "--reschedule-after", "6"],
+        [sys.executable, "-m", "xds.demo", "--duration", "12", "--reschedule-after", "6", *placement],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Status page: http://127.0.0.1:19000/" in result.stdout
+    assert f"Status page: http://{ip(1)}:{ports['--debug-port']}/" in result.stdout
     before, marker, after = result.stdout.partition("*** rescheduled")
     assert marker, result.stdout
     lines_before, lines_after = before.splitlines(), after.splitlines()
 
     a_before, a_after = _answers(lines_before, "kafka-a"), _answers(lines_after, "kafka-a")
-    assert a_before[-1]["9092"] == "broker-2@127.0.0.22"
-    assert {ticks["9092"] for ticks in a_before} <= {"broker-2@127.0.0.22", "(refused)"}  # refused: starting
+    assert a_before[-1]["9092"] == f"broker-2@{ip(22)}"
+    assert {ticks["9092"] for ticks in a_before} <= {f"broker-2@{ip(22)}", "(refused)"}  # refused: starting
     assert a_after[-1] == {
-        "9091": "broker-1@127.0.0.21",
-        "9092": "broker-2@127.0.0.32",  # the same client address, the broker's new pod
-        "9093": "broker-3@127.0.0.23",
+        "9091": f"broker-1@{ip(21)}",
+        "9092": f"broker-2@{ip(32)}",  # the same client address, the broker's new pod
+        "9093": f"broker-3@{ip(23)}",
     }
-    assert not any(ticks["9092"] == "broker-2@127.0.0.22" for ticks in a_after)  # the old pod is gone
+    assert not any(ticks["9092"] == f"broker-2@{ip(22)}" for ticks in a_after)  # the old pod is gone
     b_after = _answers(lines_after, "kafka-b")
-    assert b_after[-1] == {"9091": "broker-1@127.0.0.41", "9092": "broker-2@127.0.0.42"}
-    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+    assert b_after[-1] == {"9091": f"broker-1@{ip(41)}", "9092": f"broker-2@{ip(42)}"}
+    # 100 columns with the default addresses; a line names at most three, each as much longer as
+    # this /24's prefix is than 127.0.0's.
+    longer = len(str(network.network_address)) - len("127.0.0.0")
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100 + 3 * longer
 
     workdir = re.search(r"logs in (\S+),", result.stdout)
     assert workdir is not None
@@ -80,3 +100,28 @@ def test_demo_without_zookeeper_says_how_to_get_it_in_one_line(monkeypatch, caps
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "ZooKeeper is not installed" in error and "make demo" in error
+
+
+def test_demo_without_options_runs_on_the_addresses_config_demo_yaml_documents(tmp_path):
+    documented = yaml.safe_load(demo.CONFIG.read_text())
+
+    config = demo.Demo(tmp_path, DemoAddresses()).config  # nothing started: only the config is made
+
+    assert config.xds.listen == documented["xds"]["listen"] == "127.0.0.1:18000"
+    assert config.debug.listen == documented["debug"]["listen"] == "127.0.0.1:19000"
+    assert [str(c.loopback_ip) for c in config.kafka_clusters] == [
+        c["loopback_ip"] for c in documented["kafka_clusters"]
+    ]
+    assert DemoAddresses().pod_ips() == [f"127.0.0.{n}" for n in (21, 22, 23, 41, 42, 32)]
+    assert DemoAddresses().admin_port == 9901
+
+
+def test_demo_refuses_a_network_outside_loopback_naming_it(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["python -m xds.demo", "--loopback-net", "10.1.2.0/24"])
+
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main()
+
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "--loopback-net: '10.1.2.0/24' is not a /24 inside 127.0.0.0/8" in error

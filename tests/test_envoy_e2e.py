@@ -8,19 +8,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Stack, base_config, write_static_brokers
+from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually
 from xds.demo.brokers import Certs, exchange
 
 pytestmark = pytest.mark.envoy
 
-LOOPBACK = "127.0.0.10"
 
-
-def _cluster(brokers_file: Path, **extra: object) -> dict[str, object]:
+def _cluster(loopback: str, brokers_file: Path, **extra: object) -> dict[str, object]:
     return {
         "name": "kafka-a",
-        "loopback_ip": LOOPBACK,
+        "loopback_ip": loopback,
         "port_base": 9090,
         "upstream_listener": "MESH",
         "removal_grace_seconds": 2,
@@ -29,8 +28,8 @@ def _cluster(brokers_file: Path, **extra: object) -> dict[str, object]:
     }
 
 
-async def _answers(port: int, expected_prefix: str) -> str:
-    answer = await exchange(LOOPBACK, port, "ping")
+async def _answers(loopback: str, port: int, expected_prefix: str) -> str:
+    answer = await exchange(loopback, port, "ping")
     assert answer.startswith(expected_prefix), answer
     return answer
 
@@ -40,32 +39,35 @@ async def _stat(envoy: Envoy, name: str) -> int:
 
 
 async def test_bytes_flow_through_sidecar_to_mtls_upstream(
-    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes
 ):
-    broker1 = await upstreams("broker-1", "127.0.0.21")
-    broker2 = await upstreams("broker-2", "127.0.0.22")
+    loopback = addresses.take()
+    broker1 = await upstreams("broker-1", addresses.take())
+    broker2 = await upstreams("broker-2", addresses.take())
     brokers_file = write_static_brokers(
         tmp_path / "brokers.yaml",
         [
-            {"id": 1, "host": "127.0.0.21", "port": broker1.port, "rack": "az1"},
-            {"id": 2, "host": "127.0.0.22", "port": broker2.port, "rack": "az2"},
+            {"id": 1, "host": broker1.host, "port": broker1.port, "rack": "az1"},
+            {"id": 2, "host": broker2.host, "port": broker2.port, "rack": "az2"},
         ],
     )
-    config = base_config(certs, [_cluster(brokers_file)])
+    config = base_config(certs, [_cluster(loopback, brokers_file)], addresses.take())
     server = await xds_processes(config)
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    envoy = await envoys("app-1", config)
 
-    answer = await eventually(lambda: _answers(9091, "broker-1"), what="bytes through 127.0.0.10:9091")
+    answer = await eventually(
+        lambda: _answers(loopback, 9091, "broker-1"), what=f"bytes through {loopback}:9091"
+    )
     assert (
         "commonName=sidecar.kafka-xds.test" in answer
     )  # the upstream verified the sidecar's client certificate
-    await eventually(lambda: _answers(9092, "broker-2"), what="bytes through 127.0.0.10:9092")
+    await eventually(lambda: _answers(loopback, 9092, "broker-2"), what=f"bytes through {loopback}:9092")
 
     listeners = await envoy.listener_addresses()
-    assert listeners == {"kafka-a/broker-1": f"{LOOPBACK}:9091", "kafka-a/broker-2": f"{LOOPBACK}:9092"}
+    assert listeners == {"kafka-a/broker-1": f"{loopback}:9091", "kafka-a/broker-2": f"{loopback}:9092"}
     endpoints = await envoy.cluster_endpoints()
-    assert endpoints["kafka-a/broker-1"] == [f"127.0.0.21:{broker1.port}"]
-    assert endpoints["kafka-a/broker-2"] == [f"127.0.0.22:{broker2.port}"]
+    assert endpoints["kafka-a/broker-1"] == [f"{broker1.host}:{broker1.port}"]
+    assert endpoints["kafka-a/broker-2"] == [f"{broker2.host}:{broker2.port}"]
     dump = await envoy.config_dump(resource="dynamic_active_clusters")
     tls = dump["configs"][0]["cluster"]["transport_socket"]
     assert tls["name"] == "envoy.transport_sockets.tls"
@@ -73,31 +75,32 @@ async def test_bytes_flow_through_sidecar_to_mtls_upstream(
 
 
 async def test_editing_static_file_moves_traffic_without_listener_or_cluster_change(
-    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes
 ):
-    old = await upstreams("old-pod", "127.0.0.21")
-    new = await upstreams("new-pod", "127.0.0.23")
+    loopback = addresses.take()
+    old = await upstreams("old-pod", addresses.take())
+    new = await upstreams("new-pod", addresses.take())
     brokers_file = write_static_brokers(
-        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": old.port}]
+        tmp_path / "brokers.yaml", [{"id": 1, "host": old.host, "port": old.port}]
     )
-    config = base_config(certs, [_cluster(brokers_file)])
+    config = base_config(certs, [_cluster(loopback, brokers_file)], addresses.take())
     await xds_processes(config)
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
-    await eventually(lambda: _answers(9091, "old-pod"), what="traffic to the old pod")
+    envoy = await envoys("app-1", config)
+    await eventually(lambda: _answers(loopback, 9091, "old-pod"), what="traffic to the old pod")
     listener_modified = await _stat(envoy, "listener_manager.listener_modified")
     cluster_modified = await _stat(envoy, "cluster_manager.cluster_modified")
 
-    write_static_brokers(brokers_file, [{"id": 1, "host": "127.0.0.23", "port": new.port}])
+    write_static_brokers(brokers_file, [{"id": 1, "host": new.host, "port": new.port}])
 
-    await eventually(lambda: _answers(9091, "new-pod"), what="traffic to the rescheduled pod")
+    await eventually(lambda: _answers(loopback, 9091, "new-pod"), what="traffic to the rescheduled pod")
     assert await _stat(envoy, "listener_manager.listener_modified") == listener_modified
     assert await _stat(envoy, "cluster_manager.cluster_modified") == cluster_modified
 
 
 async def test_restarting_server_changes_nothing_in_envoy(stack: Stack, xds_processes):
-    await stack.start({1: "127.0.0.21"}, _cluster(stack.brokers_file))
+    await stack.start([1], _cluster(stack.loopback, stack.brokers_file))
     envoy = stack.envoy
-    await eventually(lambda: _answers(9091, "broker-1"), what="traffic before the restart")
+    await eventually(lambda: _answers(stack.loopback, 9091, "broker-1"), what="traffic before the restart")
     before = await envoy.stats()
 
     assert await stack.server.terminate() < 5
@@ -116,7 +119,7 @@ async def test_restarting_server_changes_nothing_in_envoy(stack: Stack, xds_proc
         "cluster_manager.cluster_removed",
     ):
         assert after.get(counter, 0) == before.get(counter, 0), counter
-    await _answers(9091, "broker-1")
+    await _answers(stack.loopback, 9091, "broker-1")
 
 
 async def _connected(envoy: Envoy, expected: int) -> bool:
@@ -124,24 +127,24 @@ async def _connected(envoy: Envoy, expected: int) -> bool:
 
 
 async def test_sigterm_ends_streams_and_exits_zero_within_five_seconds(stack: Stack):
-    await stack.start({1: "127.0.0.21"}, _cluster(stack.brokers_file))
+    await stack.start([1], _cluster(stack.loopback, stack.brokers_file))
     server, envoy = stack.server, stack.envoy
     await eventually(lambda: _connected(envoy, 1), what="an ADS stream")
-    await eventually(lambda: _answers(9091, "broker-1"), what="traffic before SIGTERM")
+    await eventually(lambda: _answers(stack.loopback, 9091, "broker-1"), what="traffic before SIGTERM")
 
     took = await server.terminate()
 
     assert server.returncode == 0
     assert took < 5, f"shutdown took {took:.2f}s"
-    await _answers(9091, "broker-1")  # the sidecar keeps its last config while the control plane is away
+    await _answers(stack.loopback, 9091, "broker-1")  # the sidecar keeps its last config meanwhile
 
 
 async def test_rejected_config_keeps_the_last_good_one_and_is_not_resent(
     tmp_path, stack: Stack, xds_processes
 ):
-    await stack.start({1: "127.0.0.21"}, _cluster(stack.brokers_file))
+    await stack.start([1], _cluster(stack.loopback, stack.brokers_file))
     config, envoy = stack.config, stack.envoy
-    await eventually(lambda: _answers(9091, "broker-1"), what="traffic with the good config")
+    await eventually(lambda: _answers(stack.loopback, 9091, "broker-1"), what="traffic with the good config")
     good_version = await _cds_version(envoy)
     await stack.server.terminate()
 
@@ -156,7 +159,7 @@ async def test_rejected_config_keeps_the_last_good_one_and_is_not_resent(
 
     assert await _stat(envoy, "cluster_manager.cds.update_rejected") == 1
     assert await _cds_version(envoy) == good_version
-    await _answers(9091, "broker-1")  # still on the last good clusters
+    await _answers(stack.loopback, 9091, "broker-1")  # still on the last good clusters
     log = second.log_text()
     assert log.count("sidecar rejected config (NACK)") == 1
     assert "missing-ca.pem" in log
@@ -174,41 +177,47 @@ async def _cds_version(envoy: Envoy) -> str:
 
 
 async def test_broker_registered_by_dns_name_is_reached_at_its_address_with_the_name_as_sni(
-    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes
 ):
+    # The one broker on 127.0.0.1: that is where the name `localhost` leads. Its port is the
+    # kernel's pick (bound, not guessed), so no other run can be on it.
     broker = await upstreams("broker-1", "127.0.0.1")  # certificate for 127.0.0.1; SNI is seen anyway
     brokers_file = write_static_brokers(
         tmp_path / "brokers.yaml", [{"id": 1, "host": "localhost", "port": broker.port}]
     )
-    config = base_config(certs, [_cluster(brokers_file)])
+    loopback = addresses.take()
+    config = base_config(certs, [_cluster(loopback, brokers_file)], addresses.take())
     await xds_processes(config)
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
+    envoy = await envoys("app-1", config)
 
-    await eventually(lambda: _answers(9091, "broker-1"), what="traffic to a broker registered as localhost")
+    await eventually(
+        lambda: _answers(loopback, 9091, "broker-1"), what="traffic to a broker registered as localhost"
+    )
 
     assert (await envoy.cluster_endpoints())["kafka-a/broker-1"] == [f"127.0.0.1:{broker.port}"]
     assert broker.server_names[-1] == "localhost"
 
 
 async def test_added_broker_gets_a_listener_and_a_removed_one_leaves_after_its_grace(
-    tmp_path, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes
 ):
-    one = await upstreams("broker-1", "127.0.0.21")
-    two = await upstreams("broker-2", "127.0.0.22")
+    loopback = addresses.take()
+    one = await upstreams("broker-1", addresses.take())
+    two = await upstreams("broker-2", addresses.take())
     brokers_file = write_static_brokers(
-        tmp_path / "brokers.yaml", [{"id": 1, "host": "127.0.0.21", "port": one.port}]
+        tmp_path / "brokers.yaml", [{"id": 1, "host": one.host, "port": one.port}]
     )
-    config = base_config(certs, [_cluster(brokers_file)])  # removal grace: 2 s
+    config = base_config(certs, [_cluster(loopback, brokers_file)], addresses.take())  # removal grace: 2 s
     await xds_processes(config)
-    envoy = await envoys("app-1", int(config["xds"]["listen"].rsplit(":", 1)[1]))
-    await eventually(lambda: _answers(9091, "broker-1"), what="broker 1")
+    envoy = await envoys("app-1", config)
+    await eventually(lambda: _answers(loopback, 9091, "broker-1"), what="broker 1")
 
     both = [
-        {"id": 1, "host": "127.0.0.21", "port": one.port},
-        {"id": 2, "host": "127.0.0.22", "port": two.port},
+        {"id": 1, "host": one.host, "port": one.port},
+        {"id": 2, "host": two.host, "port": two.port},
     ]
     write_static_brokers(brokers_file, both)
-    await eventually(lambda: _answers(9092, "broker-2"), what="the new broker's listener")
+    await eventually(lambda: _answers(loopback, 9092, "broker-2"), what="the new broker's listener")
     assert await _stat(envoy, "cluster_manager.warming_clusters") == 0
 
     write_static_brokers(brokers_file, both[:1])
@@ -228,4 +237,4 @@ async def test_added_broker_gets_a_listener_and_a_removed_one_leaves_after_its_g
         return "kafka-a/broker-2" not in await envoy.cluster_endpoints()
 
     await eventually(cluster_gone, timeout=10, what="broker 2's cluster removed after its listener")
-    await _answers(9091, "broker-1")
+    await _answers(loopback, 9091, "broker-1")

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import base_config, xds_port
+from tests.conftest import base_config
+from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually, free_port
 from tests.support.xds_process import XdsProcess
@@ -18,7 +19,6 @@ from xds.demo.brokers import Certs, TlsUpstream, exchange
 
 pytestmark = [pytest.mark.envoy, pytest.mark.zookeeper]
 
-LOOPBACK = {"kafka-a": "127.0.0.10", "kafka-b": "127.0.0.11"}
 _CHURN = (
     "listener_manager.listener_added",
     "listener_manager.listener_modified",
@@ -30,20 +30,29 @@ _CHURN = (
 
 
 class ZkStack:
-    """kafka-xds on ZooKeeper, one Envoy sidecar, and mTLS stand-in brokers that register in ZooKeeper."""
+    """kafka-xds on ZooKeeper, one Envoy sidecar, and mTLS stand-in brokers that register in ZooKeeper,
+    each Kafka cluster on a loopback IP of its own (`loopbacks`), each broker on an address of its own."""
 
     def __init__(
-        self, certs: Certs, upstreams: Any, envoys: Any, xds_processes: Any, kafka_brokers: Any
+        self,
+        certs: Certs,
+        upstreams: Any,
+        envoys: Any,
+        xds_processes: Any,
+        kafka_brokers: Any,
+        addresses: LoopbackAddresses,
     ) -> None:
         self.certs = certs
         self._upstreams, self._envoys, self._xds_processes = upstreams, envoys, xds_processes
         self._kafka_brokers = kafka_brokers
+        self.addresses = addresses
         self.server: XdsProcess
         self.envoy: Envoy
 
     def on(self, hosts: str, chroots: dict[str, str]) -> ZkStack:
         """Which ZooKeeper and chroots (one per Kafka cluster) the brokers and kafka-xds use."""
         self.hosts, self.chroots = hosts, chroots
+        self.loopbacks = {cluster: self.addresses.take() for cluster in chroots}
         return self
 
     async def start(self, session_timeout: float = 4, **overrides: Any) -> ZkStack:
@@ -51,7 +60,7 @@ class ZkStack:
         clusters = [
             {
                 "name": name,
-                "loopback_ip": LOOPBACK[name],
+                "loopback_ip": self.loopbacks[name],
                 "port_base": 9090,
                 "upstream_listener": "MESH",
                 "client_listener": "CLIENT",
@@ -64,16 +73,16 @@ class ZkStack:
             }
             for name, chroot in self.chroots.items()
         ]
-        self.config = base_config(self.certs, clusters, **overrides)
+        self.config = base_config(self.certs, clusters, self.addresses.take(), **overrides)
         self.server = await self._xds_processes(self.config)
-        self.envoy = await self._envoys("app-1", xds_port(self.config))
+        self.envoy = await self._envoys("app-1", self.config)
         return self
 
     async def broker(
-        self, cluster: str, broker_id: int, host: str, name: str | None = None
+        self, cluster: str, broker_id: int, name: str | None = None
     ) -> tuple[TlsUpstream, KafkaBroker]:
-        """An mTLS upstream on `host`, registered as broker `broker_id` of `cluster`."""
-        upstream = await self._upstreams(name or f"{cluster}-{broker_id}", host)
+        """An mTLS upstream on an address of its own, registered as broker `broker_id` of `cluster`."""
+        upstream = await self._upstreams(name or f"{cluster}-{broker_id}", self.addresses.take())
         registration = await self._kafka_brokers(
             self.hosts, self.chroots[cluster], broker_id, self.endpoints(cluster, broker_id, upstream)
         )
@@ -82,8 +91,14 @@ class ZkStack:
     def endpoints(self, cluster: str, broker_id: int, upstream: TlsUpstream) -> dict[str, str]:
         return {
             "MESH": f"{upstream.host}:{upstream.port}",
-            "CLIENT": f"{LOOPBACK[cluster]}:{9090 + broker_id}",
+            "CLIENT": f"{self.loopbacks[cluster]}:{9090 + broker_id}",
         }
+
+    async def answers(self, cluster: str, port: int, expected_prefix: str) -> str:
+        """Send a line through the sidecar's listener `port` of `cluster`; the broker's answer."""
+        answer = await exchange(self.loopbacks[cluster], port, "ping")
+        assert answer.startswith(expected_prefix), answer
+        return answer
 
     async def topology(self, cluster: str) -> dict[str, Any]:
         status, body = await self.server.get("/debug/topology")
@@ -97,36 +112,31 @@ class ZkStack:
 
 
 @pytest.fixture
-def zk_stack(certs, upstreams, envoys, xds_processes, kafka_brokers) -> ZkStack:
-    return ZkStack(certs, upstreams, envoys, xds_processes, kafka_brokers)
-
-
-async def _answers(cluster: str, port: int, expected_prefix: str) -> str:
-    answer = await exchange(LOOPBACK[cluster], port, "ping")
-    assert answer.startswith(expected_prefix), answer
-    return answer
+def zk_stack(certs, upstreams, envoys, xds_processes, kafka_brokers, addresses) -> ZkStack:
+    return ZkStack(certs, upstreams, envoys, xds_processes, kafka_brokers, addresses)
 
 
 async def test_two_clusters_under_two_chroots_and_a_new_broker_carries_bytes_over_mtls(
     zookeeper, chroot, zk_stack
 ):
     zk_stack.on(zookeeper.hosts, {"kafka-a": f"{chroot}-a", "kafka-b": f"{chroot}-b"})
-    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
-    await zk_stack.broker("kafka-b", 1, "127.0.0.31")
+    await zk_stack.broker("kafka-a", 1)
+    await zk_stack.broker("kafka-b", 1)
     await zk_stack.start()
-    await eventually(lambda: _answers("kafka-a", 9091, "kafka-a-1"), what="kafka-a broker 1")
-    await eventually(lambda: _answers("kafka-b", 9091, "kafka-b-1"), what="kafka-b broker 1")
+    await eventually(lambda: zk_stack.answers("kafka-a", 9091, "kafka-a-1"), what="kafka-a broker 1")
+    await eventually(lambda: zk_stack.answers("kafka-b", 9091, "kafka-b-1"), what="kafka-b broker 1")
 
-    await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+    await zk_stack.broker("kafka-a", 2)
 
     answer = await eventually(
-        lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="the new broker's listener"
+        lambda: zk_stack.answers("kafka-a", 9092, "kafka-a-2"), what="the new broker's listener"
     )
     assert "commonName=sidecar.kafka-xds.test" in answer  # the broker verified the sidecar's certificate
+    a, b = zk_stack.loopbacks["kafka-a"], zk_stack.loopbacks["kafka-b"]
     assert await zk_stack.envoy.listener_addresses() == {
-        "kafka-a/broker-1": "127.0.0.10:9091",
-        "kafka-a/broker-2": "127.0.0.10:9092",
-        "kafka-b/broker-1": "127.0.0.11:9091",
+        "kafka-a/broker-1": f"{a}:9091",
+        "kafka-a/broker-2": f"{a}:9092",
+        "kafka-b/broker-1": f"{b}:9091",
     }
     cluster = await zk_stack.topology("kafka-a")
     assert cluster["source"]["kind"] == "zookeeper"
@@ -136,19 +146,23 @@ async def test_two_clusters_under_two_chroots_and_a_new_broker_carries_bytes_ove
 
 
 async def test_reregistered_broker_is_reached_at_its_new_ip_without_listener_or_cluster_changes(
-    zookeeper, chroot, zk_stack, upstreams
+    zookeeper, chroot, zk_stack, upstreams, addresses
 ):
     zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
-    _, registration = await zk_stack.broker("kafka-a", 1, "127.0.0.21", name="old-pod")
+    _, registration = await zk_stack.broker("kafka-a", 1, name="old-pod")
     await zk_stack.start()
-    await eventually(lambda: _answers("kafka-a", 9091, "old-pod"), what="traffic to the old pod")
+    await eventually(lambda: zk_stack.answers("kafka-a", 9091, "old-pod"), what="traffic to the old pod")
     before = await zk_stack.churn()
 
-    new_pod = await upstreams("new-pod", "127.0.0.23")
+    new_pod = await upstreams("new-pod", addresses.take())
     await registration.restart(zk_stack.endpoints("kafka-a", 1, new_pod))  # rescheduled: new session, new IP
 
-    await eventually(lambda: _answers("kafka-a", 9091, "new-pod"), what="traffic to the rescheduled pod")
-    assert (await zk_stack.envoy.cluster_endpoints())["kafka-a/broker-1"] == [f"127.0.0.23:{new_pod.port}"]
+    await eventually(
+        lambda: zk_stack.answers("kafka-a", 9091, "new-pod"), what="traffic to the rescheduled pod"
+    )
+    assert (await zk_stack.envoy.cluster_endpoints())["kafka-a/broker-1"] == [
+        f"{new_pod.host}:{new_pod.port}"
+    ]
     after = await zk_stack.churn()
     assert after["listener_manager.listener_modified"] == before["listener_manager.listener_modified"]
     assert after["cluster_manager.cluster_modified"] == before["cluster_manager.cluster_modified"]
@@ -158,10 +172,10 @@ async def test_removed_broker_loses_its_endpoint_at_once_and_its_listener_after_
     zookeeper, chroot, zk_stack
 ):
     zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
-    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
-    _, two = await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+    await zk_stack.broker("kafka-a", 1)
+    _, two = await zk_stack.broker("kafka-a", 2)
     await zk_stack.start()
-    await eventually(lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="broker 2")
+    await eventually(lambda: zk_stack.answers("kafka-a", 9092, "kafka-a-2"), what="broker 2")
 
     await two.stop()  # the broker shuts down: ZooKeeper deletes its registration with its session
 
@@ -175,21 +189,24 @@ async def test_removed_broker_loses_its_endpoint_at_once_and_its_listener_after_
         return "kafka-a/broker-2" not in await zk_stack.envoy.listener_addresses()
 
     await eventually(listener_gone, timeout=15, what="broker 2's listener removed after the grace")
-    await _answers("kafka-a", 9091, "kafka-a-1")
+    await zk_stack.answers("kafka-a", 9091, "kafka-a-1")
 
 
 async def test_malformed_registrations_change_nothing_else(zookeeper, chroot, zk_stack, kafka_brokers):
     zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
-    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
+    await zk_stack.broker("kafka-a", 1)
     await zk_stack.start()
-    await eventually(lambda: _answers("kafka-a", 9091, "kafka-a-1"), what="broker 1")
+    await eventually(lambda: zk_stack.answers("kafka-a", 9091, "kafka-a-1"), what="broker 1")
     before = await zk_stack.churn()
     endpoints_before = await zk_stack.envoy.cluster_endpoints()
 
     await kafka_brokers(zookeeper.hosts, chroot, 2, data=b"{not json")
-    await kafka_brokers(zookeeper.hosts, chroot, 3, {"CLIENT": "127.0.0.10:9093"})  # no MESH listener
-    await kafka_brokers(zookeeper.hosts, chroot, "x", {"MESH": "127.0.0.24:9094"})  # not a broker id
-    await kafka_brokers(zookeeper.hosts, chroot, 70000, {"MESH": "127.0.0.24:9094"})  # no port in the plan
+    pod = zk_stack.addresses.take()  # where the bad registrations say they run
+    await kafka_brokers(
+        zookeeper.hosts, chroot, 3, {"CLIENT": f"{zk_stack.loopbacks['kafka-a']}:9093"}
+    )  # no MESH
+    await kafka_brokers(zookeeper.hosts, chroot, "x", {"MESH": f"{pod}:9094"})  # not a broker id
+    await kafka_brokers(zookeeper.hosts, chroot, 70000, {"MESH": f"{pod}:9094"})  # no port in the plan
 
     async def four_skips() -> list[dict[str, Any]]:
         skipped: list[dict[str, Any]] = (await zk_stack.topology("kafka-a"))["skipped"]
@@ -204,7 +221,7 @@ async def test_malformed_registrations_change_nothing_else(zookeeper, chroot, zk
     await asyncio.sleep(0.5)  # a (wrong) push would land within the debounce and Envoy's apply
     assert await zk_stack.churn() == before
     assert await zk_stack.envoy.cluster_endpoints() == endpoints_before
-    await _answers("kafka-a", 9091, "kafka-a-1")
+    await zk_stack.answers("kafka-a", 9091, "kafka-a-1")
 
 
 async def test_zookeeper_outage_keeps_envoy_serving_and_reports_stale_until_it_returns(
@@ -212,9 +229,9 @@ async def test_zookeeper_outage_keeps_envoy_serving_and_reports_stale_until_it_r
 ):
     server: ZooKeeperServer = await zookeeper_servers()
     zk_stack.on(server.hosts, {"kafka-a": chroot})
-    await zk_stack.broker("kafka-a", 1, "127.0.0.21")
+    await zk_stack.broker("kafka-a", 1)
     await zk_stack.start()
-    await eventually(lambda: _answers("kafka-a", 9091, "kafka-a-1"), what="broker 1")
+    await eventually(lambda: zk_stack.answers("kafka-a", 9091, "kafka-a-1"), what="broker 1")
     before = await zk_stack.churn()
 
     await asyncio.to_thread(server.stop)
@@ -228,7 +245,7 @@ async def test_zookeeper_outage_keeps_envoy_serving_and_reports_stale_until_it_r
     assert source["stale_since"] is not None
     assert [broker["id"] for broker in (await zk_stack.topology("kafka-a"))["brokers"]] == [1]
     assert await zk_stack.server.ready()  # first sync done: /readyz stays 200
-    await _answers("kafka-a", 9091, "kafka-a-1")  # Envoy keeps serving the last config
+    await zk_stack.answers("kafka-a", 9091, "kafka-a-1")  # Envoy keeps serving the last config
     assert await zk_stack.churn() == before
 
     await asyncio.to_thread(server.start)
@@ -237,21 +254,21 @@ async def test_zookeeper_outage_keeps_envoy_serving_and_reports_stale_until_it_r
         return bool((await zk_stack.topology("kafka-a"))["source"]["state"] == "synced")
 
     await eventually(synced, what="the source synced again")
-    await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+    await zk_stack.broker("kafka-a", 2)
     await eventually(
-        lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="a broker registered after recovery"
+        lambda: zk_stack.answers("kafka-a", 9092, "kafka-a-2"), what="a broker registered after recovery"
     )
-    await _answers("kafka-a", 9091, "kafka-a-1")
+    await zk_stack.answers("kafka-a", 9091, "kafka-a-1")
 
 
 async def test_expired_session_is_replaced_and_changes_made_meanwhile_are_reconciled(
     zookeeper, chroot, zk_stack
 ):
     zk_stack.on(zookeeper.hosts, {"kafka-a": chroot})
-    _, one = await zk_stack.broker("kafka-a", 1, "127.0.0.21")
-    _, two = await zk_stack.broker("kafka-a", 2, "127.0.0.22")
+    _, one = await zk_stack.broker("kafka-a", 1)
+    _, two = await zk_stack.broker("kafka-a", 2)
     await zk_stack.start(session_timeout=2)
-    await eventually(lambda: _answers("kafka-a", 9092, "kafka-a-2"), what="broker 2")
+    await eventually(lambda: zk_stack.answers("kafka-a", 9092, "kafka-a-2"), what="broker 2")
     ours = {one.session_id, two.session_id}
     (control_plane,) = await eventually(
         lambda: _sessions_except(zookeeper, ours), what="kafka-xds's ZooKeeper session"
@@ -265,19 +282,23 @@ async def test_expired_session_is_replaced_and_changes_made_meanwhile_are_reconc
             lambda: _gone(zookeeper, control_plane), timeout=20, what="the frozen session to expire"
         )
         await two.stop()
-        await zk_stack.broker("kafka-a", 3, "127.0.0.23")
+        await zk_stack.broker("kafka-a", 3)
     finally:
         zk_stack.server.send_signal(signal.SIGCONT)
 
-    await eventually(lambda: _answers("kafka-a", 9093, "kafka-a-3"), what="broker 3, registered meanwhile")
+    await eventually(
+        lambda: zk_stack.answers("kafka-a", 9093, "kafka-a-3"), what="broker 3, registered meanwhile"
+    )
 
     async def endpoint_gone() -> bool:
         return not (await zk_stack.envoy.cluster_endpoints()).get("kafka-a/broker-2", ["missing"])
 
     await eventually(endpoint_gone, what="broker 2, gone meanwhile, without an endpoint")
     assert control_plane not in zookeeper.session_ids()
-    await zk_stack.broker("kafka-a", 4, "127.0.0.24")  # the new session watches again
-    await eventually(lambda: _answers("kafka-a", 9094, "kafka-a-4"), what="a broker after the new session")
+    await zk_stack.broker("kafka-a", 4)  # the new session watches again
+    await eventually(
+        lambda: zk_stack.answers("kafka-a", 9094, "kafka-a-4"), what="a broker after the new session"
+    )
 
 
 async def _sessions_except(server: ZooKeeperServer, known: set[int | None]) -> tuple[int, ...]:
@@ -291,22 +312,23 @@ async def _gone(server: ZooKeeperServer, session_id: int) -> bool:
 
 
 async def test_unreachable_zookeeper_holds_readyz_until_the_startup_timeout_serves_the_cluster_empty(
-    xds_processes,
+    addresses, xds_processes
 ):
+    nowhere = addresses.take()
     cluster = {
         "name": "kafka-a",
-        "loopback_ip": LOOPBACK["kafka-a"],
+        "loopback_ip": addresses.take(),
         "port_base": 9090,
         "upstream_listener": "MESH",
-        "zookeeper": {"hosts": f"127.0.0.1:{free_port()}", "startup_timeout_seconds": 3},
+        "zookeeper": {"hosts": f"{nowhere}:{free_port(nowhere)}", "startup_timeout_seconds": 3},
     }
-    server = await xds_processes(base_config(None, [cluster]), wait_ready=False)
+    server = await xds_processes(base_config(None, [cluster], addresses.take()), wait_ready=False)
 
     async def waiting() -> str:
         status, body = await server.get("/readyz")
         assert status == 503, body
         reason: str = body["waiting"]["kafka-a"]
-        assert "no ZooKeeper session with 127.0.0.1:" in reason, reason
+        assert f"no ZooKeeper session with {nowhere}:" in reason, reason
         return reason
 
     await eventually(waiting, what="/readyz naming the cluster that waits for ZooKeeper")

@@ -225,19 +225,20 @@ async def test_clusters_on_one_ensemble_share_one_session(zookeeper, chroot, kaf
     assert source_a.session_id == source_b.session_id
 
 
-async def test_unreachable_zookeeper_keeps_the_cluster_syncing_and_says_why(follow):
-    _, published = follow(_cluster(f"127.0.0.1:{free_port()}", "/kafka-a"))
+async def test_unreachable_zookeeper_keeps_the_cluster_syncing_and_says_why(addresses, follow):
+    nowhere = addresses.take()
+    _, published = follow(_cluster(f"{nowhere}:{free_port(nowhere)}", "/kafka-a"))
     waiting = await published.until(lambda t: t.error is not None, "a reason")
     assert waiting.state is SourceState.SYNCING
-    assert "no ZooKeeper session with 127.0.0.1:" in (waiting.error or "")
+    assert f"no ZooKeeper session with {nowhere}:" in (waiting.error or "")
     await asyncio.sleep(1.0)
     assert published.latest.state is SourceState.SYNCING  # without a startup timeout it waits for good
 
 
 async def test_startup_timeout_serves_the_cluster_empty_until_zookeeper_answers(
-    tmp_path, chroot, kafka_brokers, follow
+    tmp_path, addresses, chroot, kafka_brokers, follow
 ):
-    server = ZooKeeperServer(tmp_path / "zk", client_port=free_port())
+    server = ZooKeeperServer(tmp_path / "zk", host=addresses.take())
     _, published = follow(_cluster(server.hosts, chroot, startup_timeout_seconds=1))
     unavailable = await published.until(lambda t: t.state is SourceState.UNAVAILABLE, "giving up")
     assert unavailable.brokers == ()

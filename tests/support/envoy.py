@@ -17,8 +17,9 @@ __all__ = ["Envoy", "envoy_binary"]
 class Envoy(EnvoyProcess):
     """An EnvoyProcess with the admin-API readings the tests assert on."""
 
-    def __init__(self, directory: Path, node_id: str, xds_port: int) -> None:
-        super().__init__(directory, node_id, xds_port, free_port())
+    def __init__(self, directory: Path, node_id: str, xds_port: int, host: str = "127.0.0.1") -> None:
+        """kafka-xds's ADS server is on `host:xds_port`; the admin API binds a free port on `host`."""
+        super().__init__(directory, node_id, xds_port, free_port(host), xds_host=host, admin_host=host)
 
     async def start(self, timeout: float = 30.0) -> Envoy:  # type: ignore[override]
         await super().start(timeout)
@@ -27,9 +28,7 @@ class Envoy(EnvoyProcess):
     async def post(self, path: str) -> str:
         async with (
             aiohttp.ClientSession() as session,
-            session.post(
-                f"http://127.0.0.1:{self.admin_port}{path}", timeout=aiohttp.ClientTimeout(5)
-            ) as response,
+            session.post(f"{self.admin_url}{path}", timeout=aiohttp.ClientTimeout(5)) as response,
         ):
             return await response.text()
 

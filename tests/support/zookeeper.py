@@ -51,10 +51,11 @@ class ZooKeeperServer(demo_zookeeper.ZooKeeperServer):
         peers: list[tuple[int, int, int]] | None = None,
         client_port: int | None = None,
         tls: trustme.CA | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        super().__init__(directory, client_port)
+        super().__init__(directory, client_port, host)
         self.server_id = server_id
-        self.secure_port = free_port() if tls is not None else None
+        self.secure_port = free_port(host) if tls is not None else None
         self._tls = tls
         self._peers = peers or []
 
@@ -62,14 +63,14 @@ class ZooKeeperServer(demo_zookeeper.ZooKeeperServer):
     def secure_hosts(self) -> str:
         """The TLS port (needs a client certificate from the CA the server was given)."""
         assert self.secure_port is not None, "started without tls"
-        return f"127.0.0.1:{self.secure_port}"
+        return f"{self.host}:{self.secure_port}"
 
     def _config_lines(self) -> list[str]:
         lines = super()._config_lines()
         if self.secure_port is not None:
-            lines += [f"secureClientPort={self.secure_port}", "secureClientPortAddress=127.0.0.1"]
+            lines += [f"secureClientPort={self.secure_port}", f"secureClientPortAddress={self.host}"]
         for peer_id, quorum_port, election_port in self._peers:
-            lines.append(f"server.{peer_id}=127.0.0.1:{quorum_port}:{election_port}")
+            lines.append(f"server.{peer_id}={self.host}:{quorum_port}:{election_port}")
         return lines
 
     def _write_config(self) -> None:
@@ -85,7 +86,7 @@ class ZooKeeperServer(demo_zookeeper.ZooKeeperServer):
 
     def _tls_flags(self, ca: trustme.CA) -> list[str]:
         """Netty TLS, a PEM key store (ZooKeeper reads PKCS#8 keys only), client certificates required."""
-        issued = ca.issue_cert("127.0.0.1", "localhost")
+        issued = ca.issue_cert(self.host, "localhost")
         key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
         pkcs8 = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -115,12 +116,12 @@ class ZooKeeperServer(demo_zookeeper.ZooKeeperServer):
 
 
 class ZooKeeperEnsemble:
-    """Three (or `size`) servers on loopback forming one quorum."""
+    """Three (or `size`) servers on one loopback address (distinct ports) forming one quorum."""
 
-    def __init__(self, directory: Path, size: int = 3) -> None:
-        peers = [(index + 1, free_port(), free_port()) for index in range(size)]
+    def __init__(self, directory: Path, host: str, size: int = 3) -> None:
+        peers = [(index + 1, free_port(host), free_port(host)) for index in range(size)]
         self.servers = [
-            ZooKeeperServer(directory / f"zk-{peer_id}", peer_id, peers) for peer_id, _, _ in peers
+            ZooKeeperServer(directory / f"zk-{peer_id}", peer_id, peers, host=host) for peer_id, _, _ in peers
         ]
 
     @property

@@ -8,7 +8,8 @@ sidecar; and a client that sends through 127.0.0.10:9091-9093 and 127.0.0.11:909
 and prints which broker answered. After a few seconds broker 2 of kafka-a is rescheduled onto
 127.0.0.32 (a new session, a new znode, as a restarted broker does): the client keeps using
 127.0.0.10:9092 and the answers come from the new pod, with no restart anywhere. Ctrl-C (or
---duration) stops everything and removes the temp dir.
+--duration) stops everything and removes the temp dir. Every address and port is an option
+(`--help`, xds/demo/layout.py), so a second demo, or a test, can run beside the first.
 """
 
 from __future__ import annotations
@@ -24,28 +25,21 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
 from xds.config import KafkaCluster, parse_config, parse_listen
+from xds.demo import layout
 from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
+from xds.demo.layout import MOVED_BROKER, POD_HOSTS, DemoAddresses
 from xds.demo.processes import EnvoyProcess, envoy_binary, spawn_kafka_xds, terminate, wait_ready
 from xds.demo.zookeeper import ZK_SERVER, KafkaBroker, ZooKeeperServer, cluster_id_znode, write_znode
 from xds.plan import broker_port
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
-# Where each broker's pod runs: Kafka cluster -> broker id -> pod IP.
-POD_IPS: Mapping[str, Mapping[int, str]] = {
-    "kafka-a": {1: "127.0.0.21", 2: "127.0.0.22", 3: "127.0.0.23"},
-    "kafka-b": {1: "127.0.0.41", 2: "127.0.0.42"},
-}
-MOVED_BROKER, MOVED_TO = ("kafka-a", 2), "127.0.0.32"
 MESH_PORT = 9094  # every broker's mTLS listener, on its pod IP (as in config/compose)
-ENVOY_ADMIN_PORT = 9901
-_ANSWER_WIDTH = len("broker-1@127.0.0.21")
 
 
 class DemoError(Exception):
@@ -88,15 +82,16 @@ class DemoBroker:
 class Demo:
     """The whole stack in one temp dir; `stop()` ends every process it started, whatever state it is in."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, addresses: DemoAddresses) -> None:
         self.workdir = workdir
-        self.zookeeper = ZooKeeperServer(workdir / "zookeeper")
+        self.addresses = addresses
+        self.zookeeper = ZooKeeperServer(workdir / "zookeeper", host=addresses.services)
         self.brokers: dict[tuple[str, int], DemoBroker] = {}
         self.server: asyncio.subprocess.Process | None = None
         self.envoy: EnvoyProcess | None = None
         self._server_log: IO[bytes] | None = None
         self._zookeeper_spawned: asyncio.Future[None] | None = None
-        raw: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
+        raw = _config(addresses)
         for cluster in raw["kafka_clusters"]:
             cluster["zookeeper"]["hosts"] = self.zookeeper.hosts
         # The sidecar and the brokers live in this temp dir: point the config at its certificates.
@@ -110,6 +105,7 @@ class Demo:
         self.config_path = workdir / "kafka-xds.yaml"
         self.config_path.write_text(yaml.safe_dump(raw))
         self.status_url = f"http://{self.config.debug.listen}/"
+        self._answer_width = len("broker-1@") + max(len(ip) for ip in addresses.pod_ips())
 
     async def start(self) -> None:
         certs = await asyncio.to_thread(make_certs, self.workdir / "certs")
@@ -124,31 +120,39 @@ class Demo:
             await asyncio.to_thread(
                 write_znode, self.zookeeper.hosts, f"{cluster.zookeeper.chroot}/cluster/id", cluster_id
             )
-            for broker_id in POD_IPS[cluster.name]:
+            for broker_id in POD_HOSTS[cluster.name]:
                 self.brokers[cluster.name, broker_id] = DemoBroker(
                     cluster, broker_id, certs, self.zookeeper.hosts
                 )
-        await asyncio.gather(*(broker.start(POD_IPS[key[0]][key[1]]) for key, broker in self.brokers.items()))
+        await asyncio.gather(
+            *(broker.start(self.addresses.pod_ip(*key)) for key, broker in self.brokers.items())
+        )
         self._server_log = (self.workdir / "kafka-xds.log").open("ab")
         self.server = await spawn_kafka_xds(self.config_path, self._server_log)
         await wait_ready(self.status_url, self.server, self.workdir / "kafka-xds.log")
+        xds_host, xds_port = parse_listen(self.config.xds.listen)
         self.envoy = EnvoyProcess(
-            self.workdir, "demo-app", parse_listen(self.config.xds.listen)[1], ENVOY_ADMIN_PORT
+            self.workdir,
+            "demo-app",
+            xds_port,
+            self.addresses.admin_port,
+            xds_host=xds_host,
+            admin_host=self.addresses.services,
         )
         await self.envoy.start()
         await self._wait_sidecar()
 
     async def reschedule(self) -> str:
-        """Broker MOVED_BROKER's pod stops and starts again on MOVED_TO; returns what it says."""
+        """Broker MOVED_BROKER's pod stops and starts again on the moved-to IP; returns what it says."""
         broker = self.brokers[MOVED_BROKER]
         assert broker.listener is not None
-        old_ip = broker.listener.host
+        old_ip, new_ip = broker.listener.host, self.addresses.moved_to
         await broker.stop()
-        await broker.start(MOVED_TO)
+        await broker.start(new_ip)
         planned = f"{broker.cluster.loopback_ip}:{broker_port(broker.cluster, broker.broker_id)}"
         return (
             f"\n*** rescheduled: {broker.cluster.name} broker {broker.broker_id}'s pod moved "
-            f"{old_ip} -> {MOVED_TO} (new session, new znode).\n"
+            f"{old_ip} -> {new_ip} (new session, new znode).\n"
             f"    Clients keep using {planned}; the sidecar follows it without a restart.\n"
         )
 
@@ -157,7 +161,7 @@ class Demo:
         now = time.strftime("%H:%M:%S")
         return [
             f"{now} {name}  "
-            + "  ".join(f":{port} {answer:<{_ANSWER_WIDTH}}" for port, answer in answers).rstrip()
+            + "  ".join(f":{port} {answer:<{self._answer_width}}" for port, answer in answers).rstrip()
             for name, answers in (await self._answers()).items()
         ]
 
@@ -177,13 +181,14 @@ class Demo:
     @staticmethod
     def _ports(cluster: KafkaCluster) -> list[int]:
         return [
-            port for broker_id in sorted(POD_IPS[cluster.name]) if (port := broker_port(cluster, broker_id))
+            port for broker_id in sorted(POD_HOSTS[cluster.name]) if (port := broker_port(cluster, broker_id))
         ]
 
     def banner(self) -> str:
         clusters = self.config.kafka_clusters
         brokers = [
-            f"  {cluster.name:<9}  brokers on {', '.join(POD_IPS[cluster.name].values())}, "
+            f"  {cluster.name:<9}  brokers on "
+            f"{', '.join(self.addresses.pod_ip(cluster.name, b) for b in POD_HOSTS[cluster.name])}, "
             f"registered under {cluster.zookeeper.chroot}"
             for cluster in clusters
             if cluster.zookeeper is not None
@@ -200,7 +205,7 @@ class Demo:
                 *brokers,
                 f"             each: mTLS on :{MESH_PORT}, client certificate required (made at start)",
                 f"  kafka-xds  ADS on {self.config.xds.listen}",
-                f"  sidecar    Envoy, admin on http://127.0.0.1:{ENVOY_ADMIN_PORT}/",
+                f"  sidecar    Envoy, admin on http://{self.addresses.services}:{self.addresses.admin_port}/",
                 f"  client     every second through {client}",
                 "",
                 f"  >>> Status page: {self.status_url}",
@@ -249,7 +254,17 @@ def _new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def _check_prerequisites() -> None:
+def _config(addresses: DemoAddresses) -> dict[str, Any]:
+    """config/demo.yaml with its addresses moved into the demo's /24 and its ports set."""
+    raw: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
+    raw["xds"]["listen"] = f"{addresses.services}:{addresses.xds_port}"
+    raw["debug"]["listen"] = f"{addresses.services}:{addresses.debug_port}"
+    for cluster in raw["kafka_clusters"]:
+        cluster["loopback_ip"] = addresses.same_host(cluster["loopback_ip"])
+    return raw
+
+
+def _check_prerequisites(addresses: DemoAddresses) -> None:
     if not ZK_SERVER.exists():
         raise DemoError(
             f"ZooKeeper is not installed ({ZK_SERVER} is missing): run `make demo`, which installs it"
@@ -258,17 +273,19 @@ def _check_prerequisites() -> None:
         envoy_binary()
     except RuntimeError as err:
         raise DemoError(f"{err}; `make demo` installs it") from None
-    config = parse_config(yaml.safe_load(CONFIG.read_text()))
-    pod_ips = [ip for ips in POD_IPS.values() for ip in ips.values()] + [MOVED_TO]
-    addresses = [parse_listen(config.xds.listen), parse_listen(config.debug.listen)]
-    addresses += [("127.0.0.1", ENVOY_ADMIN_PORT)] + [(ip, MESH_PORT) for ip in pod_ips]
-    for host, port in addresses:
+    ports = [addresses.xds_port, addresses.debug_port, addresses.admin_port]
+    bound = [(addresses.services, port) for port in ports]
+    bound += [(ip, MESH_PORT) for ip in addresses.pod_ips()]
+    for host, port in bound:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers will bind
             try:
                 sock.bind((host, port))
             except OSError:
-                raise DemoError(f"{host}:{port} is in use (is another demo running?)") from None
+                raise DemoError(
+                    f"{host}:{port} is in use (is another demo running? --loopback-net and the --*-port "
+                    "options run this one elsewhere)"
+                ) from None
 
 
 async def run(demo: Demo, duration: float | None, reschedule_after: float) -> None:
@@ -291,7 +308,8 @@ async def run(demo: Demo, duration: float | None, reschedule_after: float) -> No
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    _check_prerequisites()
+    addresses = layout.from_arguments(args)
+    _check_prerequisites(addresses)
     stop = asyncio.Event()
 
     def on_signal() -> None:
@@ -303,7 +321,7 @@ async def main_async(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, on_signal)
     workdir = Path(tempfile.mkdtemp(prefix="kafka-xds-demo-"))
-    demo = Demo(workdir)
+    demo = Demo(workdir, addresses)
     try:
         runner = asyncio.create_task(run(demo, args.duration, args.reschedule_after))
         stopper = asyncio.create_task(stop.wait())
@@ -326,6 +344,7 @@ def main() -> int:
     parser.add_argument(
         "--reschedule-after", type=float, default=6.0, help="seconds before kafka-a's broker 2 moves"
     )
+    layout.add_arguments(parser)
     args = parser.parse_args()
     try:
         return asyncio.run(main_async(args))

@@ -85,15 +85,28 @@ def envoy_binary() -> str:
 
 
 class EnvoyProcess:
-    """One sidecar: writes its bootstrap, runs Envoy, and talks to its admin API."""
+    """One sidecar: writes its bootstrap, runs Envoy, and talks to its admin API.
 
-    def __init__(self, directory: Path, node_id: str, xds_port: int, admin_port: int) -> None:
+    kafka-xds's ADS server is reached on `xds_host:xds_port`, the admin API binds `admin_host:admin_port`.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        node_id: str,
+        xds_port: int,
+        admin_port: int,
+        *,
+        xds_host: str = "127.0.0.1",
+        admin_host: str = "127.0.0.1",
+    ) -> None:
         self.directory = directory
         self.node_id = node_id
         self.admin_port = admin_port
+        self.admin_url = f"http://{admin_host}:{admin_port}"
         self.log_path = directory / f"envoy-{node_id}.log"
         self.bootstrap_path = directory / f"envoy-{node_id}.yaml"
-        bootstrap = build_bootstrap(node_id, [f"127.0.0.1:{xds_port}"], admin=f"127.0.0.1:{admin_port}")
+        bootstrap = build_bootstrap(node_id, [f"{xds_host}:{xds_port}"], admin=f"{admin_host}:{admin_port}")
         self.bootstrap_path.write_text(bootstrap_yaml(bootstrap))
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
@@ -134,7 +147,7 @@ class EnvoyProcess:
                 self._log.close()
 
     async def get(self, path: str) -> str:
-        url = f"http://127.0.0.1:{self.admin_port}{path}"
+        url = f"{self.admin_url}{path}"
         async with (
             aiohttp.ClientSession() as session,
             session.get(url, timeout=aiohttp.ClientTimeout(5)) as response,

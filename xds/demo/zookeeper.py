@@ -34,11 +34,12 @@ _SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 
 
 class ZooKeeperServer:
-    """One standalone ZooKeeper server process on 127.0.0.1."""
+    """One standalone ZooKeeper server process on a loopback address (`host`, 127.0.0.1 by default)."""
 
-    def __init__(self, directory: Path, client_port: int | None = None) -> None:
+    def __init__(self, directory: Path, client_port: int | None = None, host: str = "127.0.0.1") -> None:
         self.directory = directory
-        self.client_port = client_port or free_port()
+        self.host = host
+        self.client_port = client_port or free_port(host)
         self.data_dir = directory / "data"
         self.config_path = directory / "zoo.cfg"
         self.log_path = directory / "zookeeper.log"
@@ -46,7 +47,7 @@ class ZooKeeperServer:
 
     @property
     def hosts(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def running(self) -> bool:
@@ -57,7 +58,7 @@ class ZooKeeperServer:
             f"tickTime={_TICK_MS}",
             f"dataDir={self.data_dir}",
             f"clientPort={self.client_port}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={self.host}",
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
             "minSessionTimeout=500",
@@ -115,7 +116,7 @@ class ZooKeeperServer:
         return found.group(1) if found else None
 
     def four_letter(self, command: str) -> str:
-        with socket.create_connection(("127.0.0.1", self.client_port), timeout=2) as sock:
+        with socket.create_connection((self.host, self.client_port), timeout=2) as sock:
             sock.sendall(command.encode())
             chunks = []
             while chunk := sock.recv(65536):
