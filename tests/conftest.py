@@ -160,6 +160,13 @@ class Stack:
         self.envoy = await self._envoys(self.node_id, self.config, directory=self.directory)
         return self
 
+    async def move(self, broker_id: int, extra: dict[str, Any] | None = None) -> TlsUpstream:
+        """Reschedule a broker: a new mTLS upstream on an address of its own, written to the file."""
+        host = self._addresses.take()
+        self.brokers[broker_id] = await self._upstreams(f"broker-{broker_id}@{host}", host)
+        self.write_brokers(extra or {})
+        return self.brokers[broker_id]
+
     def write_brokers(self, extra: dict[str, Any]) -> None:
         write_static_brokers(
             self.brokers_file,

@@ -137,9 +137,7 @@ async def test_metrics_time_first_syncs_apart_from_the_convergence_of_changes(st
     assert metrics["kafka_xds_nacks_total{type=clusters}"] == 0
     assert metrics["kafka_xds_streams_ended_total{reason=error}"] == 0
 
-    moved = await stack._upstreams("moved-pod", "127.0.0.22")
-    stack.brokers[1] = moved
-    stack.write_brokers({"rack": "az1", "listeners": {"CLIENT": "10.9.9.9:9092"}})
+    await stack.move(1, {"rack": "az1", "listeners": {"CLIENT": "10.9.9.9:9092"}})
 
     async def converged() -> Any:
         metrics = _metrics((await server.get("/metrics"))[1])
