@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,17 @@ async def envoys(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Envoy]
     """Start sidecars connected to a kafka-xds config: `await envoys("app-1", config)`."""
     started: list[Envoy] = []
 
-    async def start(node_id: str, config: dict[str, Any], directory: Path | None = None) -> Envoy:
+    async def start(
+        node_id: str,
+        config: dict[str, Any],
+        directory: Path | None = None,
+        api: str = "delta",
+        replicas: Sequence[dict[str, Any]] = (),
+    ) -> Envoy:
+        """A sidecar on `config`'s kafka-xds (and on every one of `replicas`, when given)."""
         host, port = parse_listen(config["xds"]["listen"])  # its admin API goes on the same address
-        envoy = await Envoy(directory or tmp_path, node_id, port, host).start()
+        servers = [replica["xds"]["listen"] for replica in replicas]
+        envoy = await Envoy(directory or tmp_path, node_id, port, host, api, servers).start()
         started.append(envoy)
         return envoy
 
@@ -142,6 +150,7 @@ class Stack:
         broker_ids: Iterable[int],
         cluster: dict[str, Any],
         broker_extra: dict[str, Any] | None = None,
+        api: str = "delta",
         **overrides: Any,
     ) -> Stack:
         """Brokers as mTLS upstreams (`broker-<id>@<ip>`), kafka-xds on `cluster` and the broker file,
@@ -157,7 +166,7 @@ class Stack:
             **overrides,
         )
         self.server = await self._xds_processes(self.config, directory=self.directory)
-        self.envoy = await self._envoys(self.node_id, self.config, directory=self.directory)
+        self.envoy = await self._envoys(self.node_id, self.config, directory=self.directory, api=api)
         return self
 
     async def move(self, broker_id: int, extra: dict[str, Any] | None = None) -> TlsUpstream:

@@ -11,9 +11,17 @@ from tests.conftest import Stack, base_config, write_static_brokers
 from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually
+from tests.support.xds_process import XdsProcess
 from xds.demo.brokers import Certs, exchange
 
 pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture(params=["sotw", "delta"])
+def api(request: pytest.FixtureRequest) -> str:
+    """The ADS variant the sidecar speaks: the scenarios below run with both."""
+    value: str = request.param
+    return value
 
 
 def _cluster(loopback: str, brokers_file: Path, **extra: object) -> dict[str, object]:
@@ -39,7 +47,7 @@ async def _stat(envoy: Envoy, name: str) -> int:
 
 
 async def test_bytes_flow_through_sidecar_to_mtls_upstream(
-    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes, api
 ):
     loopback = addresses.take()
     broker1 = await upstreams("broker-1", addresses.take())
@@ -53,7 +61,7 @@ async def test_bytes_flow_through_sidecar_to_mtls_upstream(
     )
     config = base_config(certs, [_cluster(loopback, brokers_file)], addresses.take())
     server = await xds_processes(config)
-    envoy = await envoys("app-1", config)
+    envoy = await envoys("app-1", config, api=api)
 
     answer = await eventually(
         lambda: _answers(loopback, 9091, "broker-1"), what=f"bytes through {loopback}:9091"
@@ -75,7 +83,7 @@ async def test_bytes_flow_through_sidecar_to_mtls_upstream(
 
 
 async def test_editing_static_file_moves_traffic_without_listener_or_cluster_change(
-    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes, api
 ):
     loopback = addresses.take()
     old = await upstreams("old-pod", addresses.take())
@@ -85,7 +93,7 @@ async def test_editing_static_file_moves_traffic_without_listener_or_cluster_cha
     )
     config = base_config(certs, [_cluster(loopback, brokers_file)], addresses.take())
     await xds_processes(config)
-    envoy = await envoys("app-1", config)
+    envoy = await envoys("app-1", config, api=api)
     await eventually(lambda: _answers(loopback, 9091, "old-pod"), what="traffic to the old pod")
     listener_modified = await _stat(envoy, "listener_manager.listener_modified")
     cluster_modified = await _stat(envoy, "cluster_manager.cluster_modified")
@@ -97,8 +105,8 @@ async def test_editing_static_file_moves_traffic_without_listener_or_cluster_cha
     assert await _stat(envoy, "cluster_manager.cluster_modified") == cluster_modified
 
 
-async def test_restarting_server_changes_nothing_in_envoy(stack: Stack, xds_processes):
-    await stack.start([1], _cluster(stack.loopback, stack.brokers_file))
+async def test_restarting_server_changes_nothing_in_envoy(stack: Stack, xds_processes, api):
+    await stack.start([1], _cluster(stack.loopback, stack.brokers_file), api=api)
     envoy = stack.envoy
     await eventually(lambda: _answers(stack.loopback, 9091, "broker-1"), what="traffic before the restart")
     before = await envoy.stats()
@@ -110,14 +118,7 @@ async def test_restarting_server_changes_nothing_in_envoy(stack: Stack, xds_proc
     await asyncio.sleep(1.0)  # give any (wrong) resend time to be applied before counting
 
     after = await envoy.stats()
-    for counter in (
-        "listener_manager.listener_modified",
-        "listener_manager.listener_added",
-        "listener_manager.listener_removed",
-        "cluster_manager.cluster_modified",
-        "cluster_manager.cluster_added",
-        "cluster_manager.cluster_removed",
-    ):
+    for counter in _CHURN_COUNTERS:
         assert after.get(counter, 0) == before.get(counter, 0), counter
     await _answers(stack.loopback, 9091, "broker-1")
 
@@ -199,7 +200,7 @@ async def test_broker_registered_by_dns_name_is_reached_at_its_address_with_the_
 
 
 async def test_added_broker_gets_a_listener_and_a_removed_one_leaves_after_its_grace(
-    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes, api
 ):
     loopback = addresses.take()
     one = await upstreams("broker-1", addresses.take())
@@ -209,7 +210,7 @@ async def test_added_broker_gets_a_listener_and_a_removed_one_leaves_after_its_g
     )
     config = base_config(certs, [_cluster(loopback, brokers_file)], addresses.take())  # removal grace: 2 s
     await xds_processes(config)
-    envoy = await envoys("app-1", config)
+    envoy = await envoys("app-1", config, api=api)
     await eventually(lambda: _answers(loopback, 9091, "broker-1"), what="broker 1")
 
     both = [
@@ -238,3 +239,48 @@ async def test_added_broker_gets_a_listener_and_a_removed_one_leaves_after_its_g
 
     await eventually(cluster_gone, timeout=10, what="broker 2's cluster removed after its listener")
     await _answers(loopback, 9091, "broker-1")
+
+
+async def test_a_sidecar_fails_over_to_another_replica_without_any_change(
+    tmp_path, addresses: LoopbackAddresses, certs: Certs, upstreams, envoys, xds_processes, api
+):
+    loopback = addresses.take()
+    broker = await upstreams("broker-1", addresses.take())
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": broker.host, "port": broker.port}]
+    )
+    host = addresses.take()
+    replicas = [base_config(certs, [_cluster(loopback, brokers_file)], host) for _ in range(2)]
+    servers = [
+        await xds_processes(replica, name=f"replica-{index}") for index, replica in enumerate(replicas)
+    ]
+    envoy = await envoys("app-1", replicas[0], api=api, replicas=replicas)
+    await eventually(lambda: _answers(loopback, 9091, "broker-1"), what="traffic through the first replica")
+    (serving,) = [server for server in servers if await _serves(server, "app-1")]
+    other = servers[1 - servers.index(serving)]
+    before = await envoy.stats()
+
+    assert await serving.terminate() < 5
+    await eventually(lambda: _serves(other, "app-1"), timeout=30, what="the sidecar on the other replica")
+    await eventually(lambda: _connected(envoy, 1), what="Envoy connected again")
+    await asyncio.sleep(1.0)  # give any (wrong) resend time to be applied before counting
+
+    after = await envoy.stats()
+    for counter in _CHURN_COUNTERS:
+        assert after.get(counter, 0) == before.get(counter, 0), counter
+    await _answers(loopback, 9091, "broker-1")
+
+
+_CHURN_COUNTERS = (
+    "listener_manager.listener_modified",
+    "listener_manager.listener_added",
+    "listener_manager.listener_removed",
+    "cluster_manager.cluster_modified",
+    "cluster_manager.cluster_added",
+    "cluster_manager.cluster_removed",
+)
+
+
+async def _serves(server: XdsProcess, node_id: str) -> bool:
+    status, body = await server.get(f"/debug/streams?node={node_id}")
+    return status == 200 and body["streams"][0]["sync"] == "in_sync"

@@ -1,4 +1,4 @@
-"""The Envoy bootstrap a sidecar starts with: ADS (state of the world) against kafka-xds, nothing else.
+"""The Envoy bootstrap a sidecar starts with: ADS (incremental or state of the world) against kafka-xds.
 
 Built from envoy-data-plane's Bootstrap message, so a typo is a Python error here, not an Envoy
 start-up failure in a pod.
@@ -51,13 +51,21 @@ from xds.topology import HostPort
 XDS_CLUSTER = "kafka_xds"
 
 
+API_TYPES = {"delta": ApiConfigSourceApiType.DELTA_GRPC, "sotw": ApiConfigSourceApiType.GRPC}
+# Incremental by default: a change costs the changed resources only (a broker added is one cluster
+# and one listener, not the whole set again), and a reconnect sends only what differs.
+DEFAULT_API = "delta"
+
+
 def build_bootstrap(
     node_id: str,
     xds_servers: Sequence[str],
     node_cluster: str = "kafka-clients",
     admin: str = "127.0.0.1:9901",
+    api: str = DEFAULT_API,
 ) -> Bootstrap:
-    """A bootstrap whose only static resource is the cluster of kafka-xds replicas."""
+    """A bootstrap whose only static resource is the cluster of kafka-xds replicas; `api` is
+    "delta" (incremental ADS) or "sotw" (state-of-the-world ADS)."""
     ads = ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
     endpoints = [LbEndpoint(endpoint=Endpoint(address=_address(server))) for server in xds_servers]
     all_ips = all(HostPort(*parse_listen(server)).is_ip for server in xds_servers)
@@ -85,7 +93,7 @@ def build_bootstrap(
         node=Node(id=node_id, cluster=node_cluster),
         dynamic_resources=BootstrapDynamicResources(
             ads_config=ApiConfigSource(
-                api_type=ApiConfigSourceApiType.GRPC,
+                api_type=API_TYPES[api],
                 transport_api_version=ApiVersion.V3,
                 set_node_on_first_message_only=True,
                 grpc_services=[GrpcService(envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=XDS_CLUSTER))],

@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--xds", action="append", metavar="HOST:PORT", help="a kafka-xds replica (repeatable)")
     boot.add_argument("--node-cluster", default="kafka-clients")
     boot.add_argument("--admin", default="127.0.0.1:9901", metavar="HOST:PORT")
+    boot.add_argument(
+        "--api",
+        choices=["delta", "sotw"],
+        default="delta",
+        help="incremental (delta, the default) or state-of-the-world (sotw) ADS",
+    )
     boot.set_defaults(run=_bootstrap)
     return parser
 
@@ -143,7 +149,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
     try:
         bootstrap = build_bootstrap(
-            args.node_id, args.xds or ["127.0.0.1:18000"], args.node_cluster, args.admin
+            args.node_id, args.xds or ["127.0.0.1:18000"], args.node_cluster, args.admin, args.api
         )
     except ValueError as err:
         raise ConfigError("--xds/--admin", str(err)) from None

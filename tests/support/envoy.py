@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,27 @@ __all__ = ["Envoy", "envoy_binary"]
 class Envoy(EnvoyProcess):
     """An EnvoyProcess with the admin-API readings the tests assert on."""
 
-    def __init__(self, directory: Path, node_id: str, xds_port: int, host: str = "127.0.0.1") -> None:
-        """kafka-xds's ADS server is on `host:xds_port`; the admin API binds a free port on `host`."""
-        super().__init__(directory, node_id, xds_port, free_port(host), xds_host=host, admin_host=host)
+    def __init__(
+        self,
+        directory: Path,
+        node_id: str,
+        xds_port: int,
+        host: str = "127.0.0.1",
+        api: str = "delta",
+        xds_servers: Sequence[str] = (),
+    ) -> None:
+        """kafka-xds's ADS server is on `host:xds_port` (or every one of `xds_servers`); the admin API
+        binds a free port on `host`; `api` is "delta" or "sotw"."""
+        super().__init__(
+            directory,
+            node_id,
+            xds_port,
+            free_port(host),
+            xds_host=host,
+            admin_host=host,
+            xds_servers=xds_servers,
+            api=api,
+        )
 
     async def start(self, timeout: float = 30.0) -> Envoy:  # type: ignore[override]
         await super().start(timeout)

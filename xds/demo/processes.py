@@ -11,12 +11,13 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import aiohttp
 
-from xds.bootstrap import bootstrap_yaml, build_bootstrap
+from xds.bootstrap import DEFAULT_API, bootstrap_yaml, build_bootstrap
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -99,6 +100,8 @@ class EnvoyProcess:
         *,
         xds_host: str = "127.0.0.1",
         admin_host: str = "127.0.0.1",
+        xds_servers: Sequence[str] = (),
+        api: str = DEFAULT_API,
     ) -> None:
         self.directory = directory
         self.node_id = node_id
@@ -106,7 +109,8 @@ class EnvoyProcess:
         self.admin_url = f"http://{admin_host}:{admin_port}"
         self.log_path = directory / f"envoy-{node_id}.log"
         self.bootstrap_path = directory / f"envoy-{node_id}.yaml"
-        bootstrap = build_bootstrap(node_id, [f"{xds_host}:{xds_port}"], admin=f"{admin_host}:{admin_port}")
+        servers = list(xds_servers) or [f"{xds_host}:{xds_port}"]
+        bootstrap = build_bootstrap(node_id, servers, admin=f"{admin_host}:{admin_port}", api=api)
         self.bootstrap_path.write_text(bootstrap_yaml(bootstrap))
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
