@@ -39,6 +39,7 @@ class Decoded:
     resources: dict[str, betterproto2.Message] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)  # incremental: per-resource versions
     removed: list[str] = field(default_factory=list)
+    raw: bytes = b""  # the response as sent
 
     @property
     def names(self) -> list[str]:
@@ -55,7 +56,7 @@ def resource_name(message: betterproto2.Message) -> str:
 
 def decode_sotw(data: bytes) -> Decoded:
     response = DiscoveryResponse.parse(data)
-    decoded = Decoded(response.type_url, response.version_info, response.nonce)
+    decoded = Decoded(response.type_url, response.version_info, response.nonce, raw=data)
     for packed in response.resources:
         assert packed.type_url == response.type_url
         message = MESSAGE_TYPES[packed.type_url].parse(packed.value)
@@ -67,7 +68,7 @@ def decode_sotw(data: bytes) -> Decoded:
 
 def decode_delta(data: bytes) -> Decoded:
     response = DeltaDiscoveryResponse.parse(data)
-    decoded = Decoded(response.type_url, response.system_version_info, response.nonce)
+    decoded = Decoded(response.type_url, response.system_version_info, response.nonce, raw=data)
     for resource in response.resources:
         assert resource.resource is not None and resource.resource.type_url == response.type_url
         message = MESSAGE_TYPES[response.type_url].parse(resource.resource.value)
