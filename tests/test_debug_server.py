@@ -127,3 +127,73 @@ async def test_topology_shows_brokers_as_registered_and_as_planned(app):
     assert first["upstream"] == "10.0.0.1:9094"
     assert first["listeners"] == {"CLIENT": "127.0.0.10:9091", "MESH": "10.0.0.1:9094"}
     assert cluster["skipped"][0]["broker_id"] == 70000
+
+
+async def _get_text(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers or {}) as response:
+        return response.status, await response.text(), response.cookies
+
+
+@pytest.fixture
+async def guarded(tmp_path) -> AsyncIterator[Application]:
+    """The application with a debug token and a synced static source."""
+    brokers_file = write_static_brokers(tmp_path / "b.yaml", [{"id": 1, "host": "10.0.0.1", "port": 9094}])
+    (tmp_path / "token").write_text("s3cret-token\n")
+    config = _config(brokers_file)
+    config["debug"]["token_file"] = str(tmp_path / "token")
+    application = Application(parse_config(config))
+    await application.start()
+    yield application
+    await application.stop()
+
+
+async def test_the_bearer_scheme_is_case_insensitive(guarded):
+    url = f"http://127.0.0.1:{guarded.debug.port}/debug/topology"
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        status, _, _ = await _get_text(url, {"Authorization": f"{scheme} s3cret-token"})
+        assert status == 200, scheme
+    assert (await _get_text(url, {"Authorization": "Basic s3cret-token"}))[0] == 401
+
+
+async def test_a_token_in_the_page_url_keeps_the_pages_links_working_without_showing_it(guarded):
+    base = f"http://127.0.0.1:{guarded.debug.port}"
+    # Like a browser, keep cookies from an IP address (aiohttp's default jar refuses them).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(base + "/?token=s3cret-token") as response:
+            assert response.status == 200
+            page = await response.text()
+        assert "s3cret-token" not in page
+        async with browser.get(base + "/debug/topology") as followed:  # a link on the page
+            assert followed.status == 200
+    assert (await _get_text(base + "/debug/topology"))[0] == 401  # no cookie, no token
+
+
+async def test_unknown_snapshot_filters_are_400_for_a_type_and_404_for_a_name(guarded):
+    headers = {"Authorization": "Bearer s3cret-token"}
+    base = f"http://127.0.0.1:{guarded.debug.port}/debug/snapshot"
+
+    async def ready() -> bool:
+        return (await _get_text(base, headers))[0] == 200
+
+    await eventually(ready, timeout=10, what="a snapshot")
+    assert (await _get_text(base + "?type=nope", headers))[0] == 400
+    assert (await _get_text(base + "?name=nope", headers))[0] == 404
+    assert (await _get_text(base + "?type=listeners&name=nope", headers))[0] == 404
+    assert (await _get_text(base + "?type=listeners&name=kafka-a/broker-1", headers))[0] == 200
+    streams = f"http://127.0.0.1:{guarded.debug.port}/debug/streams"
+    assert (await _get_text(streams + "?node=nobody", headers))[0] == 404
+    assert (await _get_text(streams + "?state=nope", headers))[0] == 400
+    assert (await _get_text(streams + "?limit=0", headers))[0] == 400
+
+
+async def test_metrics_start_at_zero_with_process_metrics_and_no_created_series(guarded):
+    status, text, _ = await _get_text(
+        f"http://127.0.0.1:{guarded.debug.port}/metrics", {"Authorization": "Bearer s3cret-token"}
+    )
+    assert status == 200
+    assert 'kafka_xds_source_errors_total{cluster="kafka-a"} 0.0' in text
+    assert 'kafka_xds_streams_refused_total{reason="overloaded"} 0.0' in text
+    assert 'kafka_xds_nacks_total{type="clusters"} 0.0' in text
+    assert "process_cpu_seconds_total" in text
+    assert "python_info" in text
+    assert "_created" not in text

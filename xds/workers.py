@@ -27,12 +27,12 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from xds.cache import SnapshotCache
-from xds.config import Config
+from xds.config import Config, parse_listen
 from xds.debug.streams import StreamQuery, merge
 from xds.ipc import receive, send
 from xds.log import JsonFormatter, event
 from xds.metrics import Metrics
-from xds.server import StartupError
+from xds.server import StartupError, reserve_port
 from xds.snapshot import Snapshot
 
 log = logging.getLogger("kafka_xds.workers")
@@ -184,8 +184,10 @@ class WorkerFleet:
 
     def __init__(self, config: Config, cache: SnapshotCache, metrics: Metrics) -> None:
         self._config = config
+        self._settings = config.xds
         self._cache = cache
         self.metrics = metrics
+        self.port: int | None = None
         count = config.xds.worker_count
         self._stream_limit = max(1, math.ceil(config.xds.max_concurrent_streams / count))
         self._workers = [_Worker(index, self) for index in range(1, count + 1)]
@@ -198,7 +200,7 @@ class WorkerFleet:
     def init_message(self, index: int) -> dict[str, Any]:
         return {
             "index": index,
-            "settings": self._config.xds,
+            "settings": self._settings,
             "identifier": "kafka-xds",
             "stream_limit": self._stream_limit,
             "log_level": self._log_level,
@@ -207,6 +209,12 @@ class WorkerFleet:
 
     async def start(self) -> None:
         """Start every worker; raise StartupError (after stopping them) if one cannot listen."""
+        # Checked here, not by the workers: with SO_REUSEPORT a port another program holds the same
+        # way would be shared silently. Port 0 becomes one port that every worker then shares.
+        host, _ = parse_listen(self._settings.listen)
+        self.port = reserve_port("xds.listen", self._settings.listen)
+        listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self._settings = self._settings.model_copy(update={"listen": listen})
         self._tasks = [
             asyncio.create_task(worker.run(), name=f"worker-{worker.index}") for worker in self._workers
         ]
