@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryResponse
+from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from xds.config import Config, parse_config
 from xds.grace import GraceState
@@ -108,7 +109,9 @@ def main() -> None:
         resources = list(snapshot.resources(type_url).values())
         response = DiscoveryResponse(
             version_info=snapshot.version(type_url),
-            resources=[resource.packed for resource in resources],
+            resources=[
+                AnyMessage(type_url=resource.type_url, value=resource.payload) for resource in resources
+            ],
             type_url=type_url,
             nonce="1",
         )

@@ -455,7 +455,7 @@ def test_broker_in_grace_keeps_listener_and_cluster_with_no_endpoints():
     sidecar.publish(world.snapshot({1: None}))
     sent = sidecar.log[before:]
     assert [response.type_url for response in sent] == [EDS]
-    assignment = sent[0].resources[0].message
+    assignment = sent[0].resources[0].decode()
     assert assignment.endpoints == []  # type: ignore[attr-defined]
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 from envoy_data_plane.envoy.config.core.v3 import ControlPlane
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
+from envoy_data_plane.google.protobuf import Any
 from grpc import aio
 
 from xds.cache import SnapshotCache
@@ -259,7 +260,10 @@ class AdsServer:
             body = bytes(
                 DiscoveryResponse(
                     version_info=response.version,
-                    resources=[resource.packed for resource in response.resources],
+                    resources=[
+                        Any(type_url=resource.type_url, value=resource.payload)
+                        for resource in response.resources
+                    ],
                     type_url=response.type_url,
                     control_plane=self._control_plane,
                 )
