@@ -350,6 +350,12 @@ def test_resources_know_their_kafka_cluster_and_only_listeners_reference_cluster
         assert broker.cluster.references == broker.endpoints.references == frozenset()
 
 
+def test_cluster_stats_name_is_its_name_with_dots_for_slashes():
+    built = ResourceBuilder().build(plan(3), SidecarSettings())[2]
+    cluster = built.cluster.decode().to_dict()
+    assert (cluster["name"], cluster["altStatName"]) == ("kafka-0/broker-2", "kafka-0.broker-2")
+
+
 @pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE])
 def test_decode_reads_each_payload_back_into_its_message(type_url):
     built = ResourceBuilder().build(plan(1), SidecarSettings())[0]

@@ -235,10 +235,10 @@ def encode_listener(inputs: ListenerInputs) -> bytes:
 
 def encode_cluster(inputs: ClusterInputs) -> bytes:
     """envoy.config.cluster.v3.Cluster: EDS over ADS, connection settings, mTLS when configured."""
-    # name 1, type 2, eds_cluster_config 3, connect_timeout 4, transport_socket 24,
+    # name 1, alt_stat_name 28, type 2, eds_cluster_config 3, connect_timeout 4, transport_socket 24,
     # upstream_connection_options 30
     discovery, connection_options = _cluster_settings(inputs.sidecar)
-    head = _scalar(1, inputs.name.encode()) + discovery
+    head = _scalar(1, inputs.name.encode()) + _scalar(28, stat_name(inputs.name).encode()) + discovery
     if inputs.tls is None:
         return head + connection_options
     # UpstreamTlsContext: common_tls_context 1, sni 2

@@ -95,6 +95,7 @@ def typed_cluster(inputs: ClusterInputs) -> Cluster:
     sidecar = inputs.sidecar
     return Cluster(
         name=inputs.name,
+        alt_stat_name=stat_name(inputs.name),
         type=ClusterDiscoveryType.EDS,
         eds_cluster_config=ClusterEdsClusterConfig(eds_config=_ADS),
         connect_timeout=datetime.timedelta(seconds=sidecar.connect_timeout_seconds),
