@@ -263,6 +263,16 @@ def test_moving_a_broker_changes_only_its_endpoints_and_rebuilds_nothing_else():
     assert (built, reused) == (7, 5)  # 6 first, then only broker 1's endpoints
 
 
+def test_builder_forgets_resources_the_last_build_did_not_use():
+    builder = ResourceBuilder()
+    first = builder.build([(planned(1), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
+    builder.build([(planned(1), TLS)], SidecarSettings())
+    again = builder.build([(planned(1), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
+    assert again[0].cluster is first[0].cluster
+    assert again[1].cluster is not first[1].cluster  # built anew: broker 2 was gone for one build
+    assert builder.counts == (9, 6)
+
+
 def test_versions_are_content_hashes_stable_across_builders():
     one = Snapshot.from_brokers(ResourceBuilder().build([(planned(1), TLS)], SidecarSettings()))
     two = Snapshot.from_brokers(ResourceBuilder().build([(planned(1), TLS)], SidecarSettings()))

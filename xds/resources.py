@@ -128,27 +128,42 @@ class BrokerResources:
 K = TypeVar("K", bound=Hashable)
 
 
+class _Entry:
+    __slots__ = ("resource", "used_by")
+
+    def __init__(self, resource: BuiltResource, used_by: int) -> None:
+        self.resource = resource
+        self.used_by = used_by  # the build that last used it
+
+
 class _Memo:
-    """Keeps the resources of the last build by their inputs; whatever a build does not use is dropped."""
+    """Keeps the resources of the last build by their inputs; whatever a build does not use is dropped.
+
+    Hashing the inputs is most of what a reused resource costs, so a lookup hashes them once: the
+    entry is marked with the build using it, in place, and `finish` drops the entries this build
+    did not mark (only those are hashed again)."""
 
     def __init__(self) -> None:
-        self._previous: dict[Hashable, BuiltResource] = {}
-        self._current: dict[Hashable, BuiltResource] = {}
+        self._entries: dict[Hashable, _Entry] = {}
+        self._build = 0
         self.built = 0
         self.reused = 0
 
     def get(self, key: K, build: Callable[[K], BuiltResource]) -> BuiltResource:
-        found = self._current.get(key) or self._previous.get(key)
-        if found is None:
-            found = build(key)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(build(key), self._build)
             self.built += 1
         else:
+            entry.used_by = self._build
             self.reused += 1
-        self._current[key] = found
-        return found
+        return entry.resource
 
     def finish(self) -> None:
-        self._previous, self._current = self._current, {}
+        unused = [key for key, entry in self._entries.items() if entry.used_by != self._build]
+        for key in unused:
+            del self._entries[key]
+        self._build += 1
 
 
 class ResourceBuilder:
