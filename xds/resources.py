@@ -67,8 +67,8 @@ class BuiltResource:
 
     def decode(self) -> betterproto2.Message:
         """The payload as its envoy-data-plane message, for reading (debug views, tests)."""
-        # Imported here: the typed model costs about a second of import time, which a replica's
-        # start does not need to pay.
+        # Imported here: the typed model costs well over half a second of import time, which a
+        # replica's start does not need to pay.
         from xds.typed import decode
 
         return decode(self.type_url, self.payload)
