@@ -66,7 +66,7 @@ class World:
         ]
         snapshot = Snapshot.from_brokers(self.builder.build(planned, SidecarSettings()))
         self.generation += 1
-        self.served = ServedSnapshot.build(self.generation, snapshot.records(), self.served)
+        self.served = ServedSnapshot.build(self.generation, snapshot.all_resources(), self.served)
         return Views(self.served, self.nonces)
 
 

@@ -219,14 +219,17 @@ def test_check_config_refuses_a_malformed_static_file(tmp_path):
     assert "port" in result.stderr
 
 
-def test_bootstrap_is_valid_for_envoy(tmp_path):
+@pytest.mark.parametrize(("api", "api_type"), [([], "DELTA_GRPC"), (["--api", "sotw"], "GRPC")])
+def test_bootstrap_is_valid_for_envoy(tmp_path, api, api_type):
     from tests.support.envoy import envoy_binary
 
-    result = _cli("bootstrap", "--node-id", "app-1", "--xds", "127.0.0.1:18000", "--xds", "127.0.0.2:18000")
+    result = _cli(
+        "bootstrap", "--node-id", "app-1", "--xds", "127.0.0.1:18000", "--xds", "127.0.0.2:18000", *api
+    )
     assert result.returncode == 0, result.stderr
     bootstrap = yaml.safe_load(result.stdout)
     assert bootstrap["node"]["id"] == "app-1"
-    assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
+    assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == api_type
     path = tmp_path / "bootstrap.yaml"
     path.write_text(result.stdout)
     validated = subprocess.run(

@@ -16,7 +16,8 @@ from xds.grace import GraceState
 from xds.metrics import Metrics
 from xds.plan import BrokerStatus, PlannedBroker, broker_port, plan_cluster, upstream_names
 from xds.resolve import HostResolver, Resolution
-from xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceBuilder, resource_name
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resources import ResourceBuilder, resource_name
 from xds.snapshot import InconsistentSnapshot, Snapshot
 from xds.topology import Broker, HostPort, SourceState, Topology
 
@@ -196,7 +197,7 @@ def test_resources_are_named_cluster_slash_broker_id():
 
 def test_listener_forwards_to_its_cluster_on_the_planned_address():
     built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
-    listener = built.listener.message.to_dict()
+    listener = built.listener.decode().to_dict()
     assert listener["address"]["socketAddress"] == {"address": "127.0.0.10", "portValue": 9091}
     proxy = listener["filterChains"][0]["filters"][0]["typedConfig"]
     assert proxy["cluster"] == "kafka-a/broker-1"
@@ -206,7 +207,7 @@ def test_listener_forwards_to_its_cluster_on_the_planned_address():
 
 def test_cluster_is_eds_with_mtls_and_kafka_friendly_connection_settings():
     built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
-    cluster_dict = built.cluster.message.to_dict()
+    cluster_dict = built.cluster.decode().to_dict()
     assert cluster_dict["type"] == "EDS"
     assert cluster_dict["edsClusterConfig"]["edsConfig"]["ads"] == {}
     assert cluster_dict["connectTimeout"] == "5s"
@@ -229,17 +230,17 @@ def test_sni_is_the_brokers_dns_name_when_it_registered_one():
         server_name="kafka-0.kafka.svc",
     )
     built = ResourceBuilder().build([(named, TLS)], SidecarSettings())[0]
-    assert built.cluster.message.to_dict()["transportSocket"]["typedConfig"]["sni"] == "kafka-0.kafka.svc"
+    assert built.cluster.decode().to_dict()["transportSocket"]["typedConfig"]["sni"] == "kafka-0.kafka.svc"
 
 
 def test_plain_tcp_cluster_has_no_transport_socket():
     built = ResourceBuilder().build([(planned(1), None)], SidecarSettings())[0]
-    assert "transportSocket" not in built.cluster.message.to_dict()
+    assert "transportSocket" not in built.cluster.decode().to_dict()
 
 
 def test_endpoints_carry_the_rack_as_locality_zone():
     built = ResourceBuilder().build([(planned(1, rack="euw1-az2"), TLS)], SidecarSettings())[0]
-    assignment = built.endpoints.message.to_dict()
+    assignment = built.endpoints.decode().to_dict()
     group = assignment["endpoints"][0]
     assert group["locality"] == {"zone": "euw1-az2"}
     address = group["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
@@ -248,7 +249,7 @@ def test_endpoints_carry_the_rack_as_locality_zone():
 
 def test_broker_in_grace_has_no_endpoints():
     built = ResourceBuilder().build([(planned(1, upstream=None), TLS)], SidecarSettings())[0]
-    assert built.endpoints.message.to_dict().get("endpoints", []) == []
+    assert built.endpoints.decode().to_dict().get("endpoints", []) == []
 
 
 def test_moving_a_broker_changes_only_its_endpoints_and_rebuilds_nothing_else():
@@ -261,6 +262,16 @@ def test_moving_a_broker_changes_only_its_endpoints_and_rebuilds_nothing_else():
     assert after[1] == before[1]
     built, reused = builder.counts
     assert (built, reused) == (7, 5)  # 6 first, then only broker 1's endpoints
+
+
+def test_builder_forgets_resources_the_last_build_did_not_use():
+    builder = ResourceBuilder()
+    first = builder.build([(planned(1), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
+    builder.build([(planned(1), TLS)], SidecarSettings())
+    again = builder.build([(planned(1), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
+    assert again[0].cluster is first[0].cluster
+    assert again[1].cluster is not first[1].cluster  # built anew: broker 2 was gone for one build
+    assert builder.counts == (9, 6)
 
 
 def test_versions_are_content_hashes_stable_across_builders():

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import betterproto2
 import pytest
 from envoy_data_plane.google.protobuf import Any
 
 from xds.config import SidecarSettings, UpstreamTls
 from xds.plan import PlannedBroker
-from xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceBuilder
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resources import ResourceBuilder
 from xds.topology import HostPort
+from xds.typed import MESSAGE_TYPES
 
 
 @pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE])
@@ -21,6 +22,7 @@ def test_resource_types_round_trip_through_any(type_url):
         type_url
     ]
     assert resource.type_url == type_url
-    decoded = Any.parse(bytes(resource.packed)).unpack()
-    assert isinstance(decoded, betterproto2.Message)
-    assert decoded.to_dict() == resource.message.to_dict()
+    decoded = Any.parse(bytes(Any(type_url=resource.type_url, value=resource.payload))).unpack()
+    assert isinstance(decoded, MESSAGE_TYPES[type_url])
+    assert decoded.to_dict() == resource.decode().to_dict()
+    assert bytes(decoded) == resource.payload

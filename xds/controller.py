@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from xds.cache import SnapshotCache
-from xds.config import Config
+from xds.config import Config, UpstreamTls
 from xds.grace import GraceState
 from xds.log import event
 from xds.metrics import Metrics
-from xds.plan import ClusterPlan, plan_cluster, upstream_names
+from xds.plan import ClusterPlan, PlannedBroker, plan_cluster, upstream_names
 from xds.resolve import HostResolver
 from xds.resources import ResourceBuilder
 from xds.snapshot import Snapshot
@@ -155,6 +155,9 @@ class Controller:
                         reason=skip.reason,
                     )
 
+    def _build_snapshot(self, inputs: list[tuple[PlannedBroker, UpstreamTls | None]]) -> Snapshot:
+        return Snapshot.from_brokers(self._builder.build(inputs, self._config.sidecar))
+
     async def rebuild(self) -> BuildReport | None:
         """One pass of the pipeline. Publishes nothing until every source has synced once."""
         if self.waiting():
@@ -180,9 +183,9 @@ class Controller:
         ]
         built_before, reused_before = self._builder.counts
         try:
-            # Building pydantic-backed messages is CPU work: keep it off the event loop.
-            brokers = await asyncio.to_thread(self._builder.build, inputs, self._config.sidecar)
-            snapshot = Snapshot.from_brokers(brokers)
+            # A full build is tens of milliseconds of CPU work (resources and snapshot both): keep it
+            # off the event loop, which goes on serving streams meanwhile.
+            snapshot = await asyncio.to_thread(self._build_snapshot, inputs)
         except Exception as err:  # a bug or an input we did not foresee: keep serving the last snapshot
             event(log, logging.ERROR, "snapshot build failed; keeping the last snapshot", error=repr(err))
             self._metrics.snapshot_build_failures.inc()

@@ -61,7 +61,7 @@ class LocalFleet:
         snapshot = self._cache.snapshot
         assert snapshot is not None
         self._served = ServedSnapshot.build(
-            self._cache.generation, snapshot.records(), self._served, self._cache.change_seen_at
+            self._cache.generation, snapshot.all_resources(), self._served, self._cache.change_seen_at
         )
         self.ads.publish(self._served)
 

@@ -5,63 +5,35 @@ inputs did not change keeps the very object built for it before. The split of in
 the Listener depends on the loopback address, the Cluster on TLS and connection settings, and only
 the ClusterLoadAssignment on where the broker runs, so a broker moving to a new IP changes only its
 ClusterLoadAssignment and Envoy neither drains the listener nor re-warms the cluster.
+
+The bytes are written directly in protobuf wire format (xds/wire.py): building the same messages
+through envoy-data-plane's pydantic classes costs about 3 ms each. Those classes stay the model:
+xds/typed.py builds each resource through them, the tests hold the two byte-for-byte equal, and
+`BuiltResource.decode` reads any payload back into them.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import betterproto2
-from envoy_data_plane.envoy.config.cluster.v3 import (
-    Cluster,
-    ClusterDiscoveryType,
-    ClusterEdsClusterConfig,
-    UpstreamConnectionOptions,
-)
-from envoy_data_plane.envoy.config.core.v3 import (
-    Address,
-    AggregatedConfigSource,
-    ApiVersion,
-    ConfigSource,
-    DataSource,
-    Locality,
-    SocketAddress,
-    TcpKeepalive,
-    TrafficDirection,
-    TransportSocket,
-)
-from envoy_data_plane.envoy.config.endpoint.v3 import (
-    ClusterLoadAssignment,
-    Endpoint,
-    LbEndpoint,
-    LocalityLbEndpoints,
-)
-from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
-from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpProxy
-from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
-    CertificateValidationContext,
-    CommonTlsContext,
-    TlsCertificate,
-    UpstreamTlsContext,
-)
-from envoy_data_plane.google.protobuf import Any
-
+from xds import wire
 from xds.config import SidecarSettings, UpstreamTls
 from xds.plan import PlannedBroker
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
 from xds.topology import HostPort
 
-LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-# The order a change is applied in (make before break): clusters, then their endpoints, then listeners.
-TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE)
-SHORT_TYPE_NAMES = {CLUSTER_TYPE: "clusters", ENDPOINT_TYPE: "endpoints", LISTENER_TYPE: "listeners"}
+if TYPE_CHECKING:
+    import betterproto2
 
-_ADS = ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
+TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
+TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -70,16 +42,31 @@ class BuiltResource:
 
     type_url: str
     name: str
-    version: str
-    message: betterproto2.Message
-    packed: Any
-    references: frozenset[str] = frozenset()  # names of the clusters a listener forwards to
+    version: str  # sha256 of the payload, 16 hex digits: equal bytes, equal versions, on any replica
+    payload: bytes  # the serialized resource message (what an Any's value holds)
+    references: frozenset[str]  # names of the clusters a listener forwards to
+    kafka_cluster: str  # the Kafka cluster of the broker this resource is for
 
     @classmethod
-    def of(cls, name: str, message: betterproto2.Message, references: Iterable[str] = ()) -> BuiltResource:
-        packed = Any.pack(message)
-        version = hashlib.sha256(packed.value).hexdigest()[:16]
-        return cls(packed.type_url, name, version, message, packed, frozenset(references))
+    def of(
+        cls,
+        type_url: str,
+        name: str,
+        payload: bytes,
+        kafka_cluster: str,
+        references: frozenset[str] = frozenset(),
+    ) -> BuiltResource:
+        return cls(
+            type_url, name, hashlib.sha256(payload).hexdigest()[:16], payload, references, kafka_cluster
+        )
+
+    def decode(self) -> betterproto2.Message:
+        """The payload as its envoy-data-plane message, for reading (debug views, tests)."""
+        # Imported here: the typed model costs well over half a second of import time, which a
+        # replica's start does not need to pay.
+        from xds.typed import decode
+
+        return decode(self.type_url, self.payload)
 
 
 def resource_name(planned: PlannedBroker) -> str:
@@ -87,41 +74,22 @@ def resource_name(planned: PlannedBroker) -> str:
     return f"{planned.cluster}/broker-{planned.broker_id}"
 
 
-K = TypeVar("K", bound=Hashable)
-
-
-class _Memo:
-    """Keeps the resources of the last build by their inputs; whatever a build does not use is dropped."""
-
-    def __init__(self) -> None:
-        self._previous: dict[Hashable, BuiltResource] = {}
-        self._current: dict[Hashable, BuiltResource] = {}
-        self.built = 0
-        self.reused = 0
-
-    def get(self, key: K, build: Callable[[K], BuiltResource]) -> BuiltResource:
-        found = self._current.get(key) or self._previous.get(key)
-        if found is None:
-            found = build(key)
-            self.built += 1
-        else:
-            self.reused += 1
-        self._current[key] = found
-        return found
-
-    def finish(self) -> None:
-        self._previous, self._current = self._current, {}
+def stat_name(name: str) -> str:
+    """A resource name as an Envoy stats prefix: `kafka-a/broker-1` -> `kafka-a.broker-1`."""
+    return name.replace("/", ".")
 
 
 @dataclass(frozen=True, slots=True)
-class _ListenerInputs:
+class ListenerInputs:
+    kafka_cluster: str
     name: str
     listen: HostPort
     idle_timeout_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
-class _ClusterInputs:
+class ClusterInputs:
+    kafka_cluster: str
     name: str
     server_name: str | None
     tls: UpstreamTls | None
@@ -129,10 +97,20 @@ class _ClusterInputs:
 
 
 @dataclass(frozen=True, slots=True)
-class _EndpointInputs:
+class EndpointInputs:
+    kafka_cluster: str
     name: str
     upstream: HostPort | None
     rack: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Encoders:
+    """How each resource's inputs become its serialized message."""
+
+    listener: Callable[[ListenerInputs], bytes]
+    cluster: Callable[[ClusterInputs], bytes]
+    endpoints: Callable[[EndpointInputs], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +120,56 @@ class BrokerResources:
     endpoints: BuiltResource
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+class _Entry:
+    __slots__ = ("resource", "used_by")
+
+    def __init__(self, resource: BuiltResource, used_by: int) -> None:
+        self.resource = resource
+        self.used_by = used_by  # the build that last used it
+
+
+class _Memo:
+    """Keeps the resources of the last build by their inputs; whatever a build does not use is dropped.
+
+    Hashing the inputs is most of what a reused resource costs, so a lookup hashes them once: the
+    entry is marked with the build using it, in place, and `finish` drops the entries this build
+    did not mark (only those are hashed again)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, _Entry] = {}
+        self._build = 0
+        self.built = 0
+        self.reused = 0
+
+    def get(self, key: K, build: Callable[[K], BuiltResource]) -> BuiltResource:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(build(key), self._build)
+            self.built += 1
+        else:
+            entry.used_by = self._build
+            self.reused += 1
+        return entry.resource
+
+    def finish(self) -> None:
+        unused = [key for key, entry in self._entries.items() if entry.used_by != self._build]
+        for key in unused:
+            del self._entries[key]
+        self._build += 1
+
+
 class ResourceBuilder:
     """Builds each broker's resources, reusing those whose inputs did not change since the last build."""
 
-    def __init__(self) -> None:
+    def __init__(self, encoders: Encoders | None = None) -> None:
         self._memo = _Memo()
+        encode = encoders or ENCODERS
+        self._listener = functools.partial(_listener, encode.listener)
+        self._cluster = functools.partial(_cluster, encode.cluster)
+        self._endpoints = functools.partial(_endpoints, encode.endpoints)
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -165,93 +188,151 @@ class ResourceBuilder:
     def _broker(
         self, planned: PlannedBroker, tls: UpstreamTls | None, sidecar: SidecarSettings
     ) -> BrokerResources:
-        name = resource_name(planned)
+        name, kafka = resource_name(planned), planned.cluster
         # SNI only for names: an IP literal is not a valid SNI (RFC 6066, section 3), and the server
         # name is stable where the IP is not, so a reschedule stays an endpoint-only change.
         server_name = planned.server_name
+        memo = self._memo
         return BrokerResources(
-            self._memo.get(_ListenerInputs(name, planned.listen, sidecar.idle_timeout_seconds), _listener),
-            self._memo.get(_ClusterInputs(name, server_name, tls, sidecar), _cluster),
-            self._memo.get(_EndpointInputs(name, planned.upstream, planned.rack), _endpoints),
+            memo.get(
+                ListenerInputs(kafka, name, planned.listen, sidecar.idle_timeout_seconds), self._listener
+            ),
+            memo.get(ClusterInputs(kafka, name, server_name, tls, sidecar), self._cluster),
+            memo.get(EndpointInputs(kafka, name, planned.upstream, planned.rack), self._endpoints),
         )
 
 
-def _listener(inputs: _ListenerInputs) -> BuiltResource:
-    proxy = TcpProxy(
-        stat_prefix=_stat_name(inputs.name),
-        cluster=inputs.name,
-        idle_timeout=datetime.timedelta(seconds=inputs.idle_timeout_seconds),
+def _listener(encode: Callable[[ListenerInputs], bytes], inputs: ListenerInputs) -> BuiltResource:
+    return BuiltResource.of(
+        LISTENER_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster, frozenset((inputs.name,))
     )
-    listener = Listener(
-        name=inputs.name,
-        address=_address(inputs.listen),
-        stat_prefix=_stat_name(inputs.name),
-        traffic_direction=TrafficDirection.OUTBOUND,
-        filter_chains=[
-            FilterChain(
-                filters=[Filter(name="envoy.filters.network.tcp_proxy", typed_config=Any.pack(proxy))]
-            )
-        ],
-    )
-    return BuiltResource.of(inputs.name, listener, references=[inputs.name])
 
 
-def _cluster(inputs: _ClusterInputs) -> BuiltResource:
-    sidecar = inputs.sidecar
-    cluster = Cluster(
-        name=inputs.name,
-        type=ClusterDiscoveryType.EDS,
-        eds_cluster_config=ClusterEdsClusterConfig(eds_config=_ADS),
-        connect_timeout=datetime.timedelta(seconds=sidecar.connect_timeout_seconds),
-        upstream_connection_options=UpstreamConnectionOptions(
-            tcp_keepalive=TcpKeepalive(
-                keepalive_probes=sidecar.keepalive_probes,
-                keepalive_time=sidecar.keepalive_time_seconds,
-                keepalive_interval=sidecar.keepalive_interval_seconds,
-            )
-        ),
-        transport_socket=_upstream_tls(inputs.tls, inputs.server_name) if inputs.tls else None,
-    )
-    return BuiltResource.of(inputs.name, cluster)
+def _cluster(encode: Callable[[ClusterInputs], bytes], inputs: ClusterInputs) -> BuiltResource:
+    return BuiltResource.of(CLUSTER_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster)
 
 
-def _upstream_tls(tls: UpstreamTls, server_name: str | None) -> TransportSocket:
-    context = UpstreamTlsContext(
-        common_tls_context=CommonTlsContext(
-            tls_certificates=[
-                TlsCertificate(
-                    certificate_chain=DataSource(filename=tls.cert_file),
-                    private_key=DataSource(filename=tls.key_file),
-                )
-            ],
-            validation_context=CertificateValidationContext(trusted_ca=DataSource(filename=tls.ca_file)),
-        ),
-        sni=server_name or "",
-    )
-    return TransportSocket(name="envoy.transport_sockets.tls", typed_config=Any.pack(context))
+def _endpoints(encode: Callable[[EndpointInputs], bytes], inputs: EndpointInputs) -> BuiltResource:
+    return BuiltResource.of(ENDPOINT_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster)
 
 
-def _endpoints(inputs: _EndpointInputs) -> BuiltResource:
-    groups = []
-    if inputs.upstream is not None:
-        groups.append(
-            LocalityLbEndpoints(
-                locality=Locality(zone=inputs.rack or ""),
-                lb_endpoints=[
-                    LbEndpoint(
-                        endpoint=Endpoint(
-                            address=_address(inputs.upstream),
-                        )
-                    )
-                ],
-            )
+# Wire encoders. Each writes the fields in the order envoy-data-plane's `bytes(message)` does (the
+# order the fields are declared in the .proto files, not their numbers), leaves out proto3 scalars
+# at their zero value, and always writes a sub-message or oneof member that is set, even when empty
+# or zero. Field numbers are from envoy's v3 API; xds/typed.py builds the same messages by name.
+# Everything the brokers share is encoded once: constants here, settings in small caches.
+
+_delimited = wire.length_delimited
+
+
+def encode_listener(inputs: ListenerInputs) -> bytes:
+    """envoy.config.listener.v3.Listener: a tcp_proxy to the broker's cluster on its planned address."""
+    name, stats = inputs.name.encode(), stat_name(inputs.name).encode()
+    # TcpProxy: stat_prefix 1, cluster 2 (oneof), idle_timeout 8
+    proxy = _scalar(1, stats) + _delimited(2, name) + _duration_field(8, inputs.idle_timeout_seconds)
+    # Filter: name 1, typed_config 4 (an Any: type_url 1, value 2)
+    tcp_filter = _TCP_PROXY_FILTER_NAME + _delimited(4, _TCP_PROXY_TYPE_URL + _delimited(2, proxy))
+    return b"".join(
+        (  # name 1, address 2, stat_prefix 28, filter_chains 3 (FilterChain: filters 3), traffic_direction 16
+            _scalar(1, name),
+            _delimited(2, _address(inputs.listen)),
+            _scalar(28, stats),
+            _delimited(3, _delimited(3, tcp_filter)),
+            _OUTBOUND,
         )
-    return BuiltResource.of(inputs.name, ClusterLoadAssignment(cluster_name=inputs.name, endpoints=groups))
+    )
 
 
-def _address(host_port: HostPort) -> Address:
-    return Address(socket_address=SocketAddress(address=host_port.host, port_value=host_port.port))
+def encode_cluster(inputs: ClusterInputs) -> bytes:
+    """envoy.config.cluster.v3.Cluster: EDS over ADS, connection settings, mTLS when configured."""
+    # name 1, alt_stat_name 28, type 2, eds_cluster_config 3, connect_timeout 4, transport_socket 24,
+    # upstream_connection_options 30
+    discovery, connection_options = _cluster_settings(inputs.sidecar)
+    head = _scalar(1, inputs.name.encode()) + _scalar(28, stat_name(inputs.name).encode()) + discovery
+    if inputs.tls is None:
+        return head + connection_options
+    # UpstreamTlsContext: common_tls_context 1, sni 2
+    context = _common_tls_context(inputs.tls) + _scalar(2, (inputs.server_name or "").encode())
+    # TransportSocket: name 1, typed_config 3 (an Any: type_url 1, value 2)
+    socket = _TLS_SOCKET_NAME + _delimited(3, _UPSTREAM_TLS_TYPE_URL + _delimited(2, context))
+    return head + _delimited(24, socket) + connection_options
 
 
-def _stat_name(name: str) -> str:
-    return name.replace("/", ".")
+def encode_endpoints(inputs: EndpointInputs) -> bytes:
+    """envoy.config.endpoint.v3.ClusterLoadAssignment: the broker's one endpoint, none while in grace."""
+    name = _scalar(1, inputs.name.encode())  # cluster_name 1
+    if inputs.upstream is None:
+        return name
+    locality = _scalar(2, (inputs.rack or "").encode())  # Locality: zone 2
+    lb_endpoint = _delimited(1, _delimited(1, _address(inputs.upstream)))  # { endpoint { address } }
+    group = _delimited(1, locality) + _delimited(2, lb_endpoint)  # LocalityLbEndpoints
+    return name + _delimited(2, group)  # endpoints 2
+
+
+ENCODERS = Encoders(encode_listener, encode_cluster, encode_endpoints)
+
+_OUTBOUND = wire.int64(16, 2)  # Listener.traffic_direction = OUTBOUND
+_TCP_PROXY_FILTER_NAME = wire.string(1, TCP_PROXY_FILTER)  # Filter.name
+_TCP_PROXY_TYPE_URL = wire.string(1, TCP_PROXY_TYPE)  # Any.type_url
+_TLS_SOCKET_NAME = wire.string(1, TLS_TRANSPORT_SOCKET)  # TransportSocket.name
+_UPSTREAM_TLS_TYPE_URL = wire.string(1, UPSTREAM_TLS_TYPE)  # Any.type_url
+_EDS = wire.int64(2, 3)  # Cluster.type = EDS
+_ADS_V3 = _delimited(3, b"") + wire.int64(6, 2)  # ConfigSource: ads {}, resource_api_version V3
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def _scalar(field: int, encoded: bytes) -> bytes:
+    """A proto3 string that is not in a oneof: the empty string is not written."""
+    return _delimited(field, encoded) if encoded else b""
+
+
+def _address(host_port: HostPort) -> bytes:
+    """Address { socket_address 1: SocketAddress { address 2, port_value 3 (oneof: even 0) } }."""
+    return _delimited(1, _scalar(2, host_port.host.encode()) + wire.uint32(3, host_port.port))
+
+
+@functools.lru_cache(maxsize=64)
+def _duration_field(field: int, seconds: float) -> bytes:
+    return _delimited(field, _duration(seconds))
+
+
+@functools.lru_cache(maxsize=64)
+def _duration(seconds: float) -> bytes:
+    """google.protobuf.Duration { seconds 1, nanos 2 } as envoy-data-plane computes it from
+    `timedelta(seconds=...)`: microsecond precision, and its float arithmetic kept as it is so the
+    bytes stay equal even for values near timedelta's limits."""
+    total = datetime.timedelta(seconds=seconds) // _MICROSECOND
+    whole, nanos = int(total / 1e6), int((total % 1e6) * 1e3)
+    return (wire.int64(1, whole) if whole else b"") + (wire.int64(2, nanos) if nanos else b"")
+
+
+def _uint32_value(field: int, value: int) -> bytes:
+    """A google.protobuf.UInt32Value { value 1 } field."""
+    return _delimited(field, wire.uint32(1, value) if value else b"")
+
+
+@functools.lru_cache(maxsize=16)
+def _cluster_settings(sidecar: SidecarSettings) -> tuple[bytes, bytes]:
+    """What every broker's Cluster shares: (type, eds_cluster_config and connect_timeout;
+    upstream_connection_options), the two runs of fields before and after transport_socket."""
+    discovery = (
+        _EDS
+        + _delimited(3, _delimited(1, _ADS_V3))  # eds_cluster_config { eds_config }
+        + _duration_field(4, sidecar.connect_timeout_seconds)
+    )
+    keepalive = (  # TcpKeepalive: keepalive_probes 1, keepalive_time 2, keepalive_interval 3
+        _uint32_value(1, sidecar.keepalive_probes)
+        + _uint32_value(2, sidecar.keepalive_time_seconds)
+        + _uint32_value(3, sidecar.keepalive_interval_seconds)
+    )
+    return discovery, _delimited(30, _delimited(1, keepalive))  # { tcp_keepalive 1 }
+
+
+@functools.lru_cache(maxsize=16)
+def _common_tls_context(tls: UpstreamTls) -> bytes:
+    """UpstreamTlsContext.common_tls_context (1): CommonTlsContext { tls_certificates 2
+    { certificate_chain 1, private_key 2 }, validation_context 3 { trusted_ca 1 } }, each
+    DataSource being { filename 1 (oneof) }."""
+    certificate = _delimited(1, wire.string(1, tls.cert_file)) + _delimited(2, wire.string(1, tls.key_file))
+    validation = _delimited(1, wire.string(1, tls.ca_file))
+    return _delimited(1, _delimited(2, certificate) + _delimited(3, validation))

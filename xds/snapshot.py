@@ -6,28 +6,18 @@ the same version for the same brokers, so reconnecting sidecars see no change at
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from xds.protocol.views import ResourceRecord
-from xds.resources import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    TYPE_ORDER,
-    BrokerResources,
-    BuiltResource,
-)
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, TYPE_ORDER
+from xds.resource_types import set_version as version_of_pairs
+from xds.resources import BrokerResources, BuiltResource
 
 
 def set_version(resources: Iterable[BuiltResource]) -> str:
     """The version of a set of resources: equal sets, in any order, have equal versions."""
-    digest = hashlib.sha256()
-    for name, version in sorted((resource.name, resource.version) for resource in resources):
-        digest.update(f"{name}\0{version}\n".encode())
-    return digest.hexdigest()[:16]
+    return version_of_pairs((resource.name, resource.version) for resource in resources)
 
 
 class InconsistentSnapshot(ValueError):
@@ -55,7 +45,9 @@ class Snapshot:
             named[resource.name] = resource
         by_type = {
             type_url: TypeResources(
-                type_url, set_version(named.values()), MappingProxyType(dict(sorted(named.items())))
+                type_url,
+                set_version(named.values()),
+                MappingProxyType({name: named[name] for name in sorted(named)}),
             )
             for type_url, named in grouped.items()
         }
@@ -83,9 +75,12 @@ class Snapshot:
     def check(self) -> None:
         """Every listener's cluster exists and every cluster has its endpoints."""
         clusters = self.resources(CLUSTER_TYPE)
+        names = clusters.keys()
         for listener in self.resources(LISTENER_TYPE).values():
-            missing = sorted(listener.references - clusters.keys())
-            if missing:
+            # `keys >= references` looks each reference up; `references - keys` would copy every
+            # cluster name into a new set, for every listener.
+            if not names >= listener.references:
+                missing = sorted(listener.references - names)
                 raise InconsistentSnapshot(
                     f"listener {listener.name!r} forwards to missing clusters {missing}"
                 )
@@ -94,18 +89,9 @@ class Snapshot:
             if name not in endpoints:
                 raise InconsistentSnapshot(f"cluster {name!r} has no ClusterLoadAssignment")
 
-    def records(self) -> Iterator[ResourceRecord]:
-        """Every resource as the serving side takes it: bytes, no typed message."""
+    def all_resources(self) -> Iterator[BuiltResource]:
         for typed in self.by_type.values():
-            for resource in typed.resources.values():
-                yield ResourceRecord(
-                    resource.type_url,
-                    resource.name,
-                    resource.version,
-                    resource.packed.value,
-                    resource.name.split("/", 1)[0],
-                    resource.references,
-                )
+            yield from typed.resources.values()
 
     def summary(self) -> dict[str, dict[str, object]]:
         return {

@@ -260,7 +260,7 @@ class WorkerFleet:
         """Everything (no previous) or what changed since `previous`, as plain tuples."""
         upserts: list[tuple[Any, ...]] = []
         removed: list[tuple[str, str]] = []
-        for record in snapshot.records():
+        for record in snapshot.all_resources():
             before = previous.resources(record.type_url).get(record.name) if previous else None
             if before is None or before.version != record.version:
                 upserts.append(

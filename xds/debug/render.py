@@ -57,7 +57,7 @@ def render_snapshot_chunks(
         for name, resource in typed.resources.items():
             if name_filter and name != name_filter:
                 continue
-            body = {"version": resource.version, "resource": redact(resource.message.to_dict())}
+            body = {"version": resource.version, "resource": redact(resource.decode().to_dict())}
             yield ("" if first_resource else ",") + json.dumps(name) + ":" + json.dumps(body)
             first_resource = False
         yield "}}"

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from xds.protocol.messages import delta_entry, sotw_entry
 from xds.resource_types import TYPE_ORDER, set_version
@@ -37,7 +37,7 @@ class Served:
     delta_entry: bytes  # DeltaDiscoveryResponse.resources entry (a Resource)
 
     @classmethod
-    def of(cls, record: ResourceRecord) -> Served:
+    def of(cls, record: Resource) -> Served:
         return cls(
             record.type_url,
             record.name,
@@ -49,9 +49,26 @@ class Served:
         )
 
 
+class Resource(Protocol):
+    """What the serving side needs of a resource the pipeline built (xds.resources.BuiltResource)."""
+
+    @property
+    def type_url(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def kafka_cluster(self) -> str: ...
+    @property
+    def references(self) -> frozenset[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceRecord:
-    """A resource as the pipeline hands it to the serving side (and through a pipe to a worker)."""
+    """A resource as a worker process receives it from the pipeline (a `Resource`)."""
 
     type_url: str
     name: str
@@ -74,7 +91,7 @@ class ServedSnapshot:
     def build(
         cls,
         generation: int,
-        records: Iterable[ResourceRecord],
+        records: Iterable[Resource],
         previous: ServedSnapshot | None = None,
         change_seen_at: float | None = None,
     ) -> ServedSnapshot:
@@ -106,7 +123,7 @@ class ServedSnapshot:
     def updated(
         self,
         generation: int,
-        upserts: Iterable[ResourceRecord],
+        upserts: Iterable[Resource],
         removed: Iterable[tuple[str, str]],
         change_seen_at: float | None = None,
     ) -> ServedSnapshot:
