@@ -1,13 +1,20 @@
-"""Structured logs: one line per event, `key=value` (logfmt) or JSON, quiet (warnings) by default."""
+"""Structured logs: one line per event, `key=value` (logfmt) or JSON, quiet (warnings) by default.
+
+Between every logger (ours and the libraries') and the output, secrets registered where they are
+read, and the credential-carrying packets kazoo and aiokafka log at debug level, are redacted.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+REDACTED = "<redacted>"
 
 
 def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
@@ -32,8 +39,8 @@ class LogfmtFormatter(logging.Formatter):
         }
         parts.update(_fields(record))
         line = " ".join(f"{key}={_quote(value)}" for key, value in parts.items())
-        if record.exc_info:
-            line += " exc=" + _quote(self.formatException(record.exc_info))
+        if record.exc_info or record.exc_text:
+            line += " exc=" + _quote(_exception(self, record))
         return line
 
 
@@ -46,9 +53,14 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         body.update(_fields(record))
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            body["exc"] = _exception(self, record)
         return json.dumps(body, default=str)
+
+
+def _exception(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    # exc_text is the traceback as _Redact left it: formatting exc_info again would undo that.
+    return record.exc_text or formatter.formatException(record.exc_info)  # type: ignore[arg-type]
 
 
 def _quote(value: Any) -> str:
@@ -61,6 +73,7 @@ def _quote(value: Any) -> str:
 def configure(level: str = "warning", fmt: str = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    handler.addFilter(_Redact())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -73,3 +86,88 @@ def configure(level: str = "warning", fmt: str = "logfmt") -> None:
 
 
 _CHATTY_LIBRARIES = ("kazoo", "aiokafka")
+
+# --- secrets -------------------------------------------------------------------------------------
+
+_secrets: frozenset[str] = frozenset()  # replaced, never mutated: read without a lock by any thread
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Never write `value` (a password, a token) in a log line, whoever logs it: call where it is read."""
+    global _secrets
+    if not value:
+        return
+    # The forms it takes inside a repr (a str's or a bytes' escapes) and a JSON string.
+    forms = {value, repr(value)[1:-1], repr(value.encode())[2:-1], json.dumps(value)[1:-1]}
+    with _secrets_lock:
+        _secrets = _secrets | forms
+
+
+# Library packets whose repr carries credentials, by (module, class name): the fields to hide.
+# kazoo logs every request it sends at debug level, aiokafka too; a bytes repr is cut at 100 bytes by
+# aiokafka, so a long password would show in part, matching no registered value.
+_CREDENTIAL_PACKETS: Mapping[tuple[str, str], tuple[str, ...]] = {
+    ("kazoo.protocol.serialization", "Auth"): ("auth",),  # digest `user:password`
+    ("kazoo.protocol.serialization", "SASL"): ("challenge",),
+    ("kazoo.protocol.serialization", "Connect"): ("passwd",),  # the session's password, on reconnects
+    ("aiokafka.protocol.admin", "SaslAuthenticateRequest_v0"): ("sasl_auth_bytes",),  # PLAIN: \0user\0pw
+    ("aiokafka.protocol.admin", "SaslAuthenticateRequest_v1"): ("sasl_auth_bytes",),
+}
+
+
+class _Hidden:
+    def __repr__(self) -> str:
+        return REDACTED
+
+
+def _hide_credentials(arg: Any) -> Any:
+    kind = type(arg)
+    hidden = _CREDENTIAL_PACKETS.get((kind.__module__, kind.__name__))
+    if hidden is None:
+        return arg
+    if hasattr(arg, "_replace"):  # kazoo's namedtuples: keep the other fields (scheme, session id)
+        return arg._replace(**dict.fromkeys(hidden, _Hidden()))
+    return f"{kind.__name__}({', '.join(f'{name}={REDACTED}' for name in hidden)})"
+
+
+def _redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class _Redact(logging.Filter):
+    """On the output handler: every record, from any logger, leaves without credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):
+            record.args = {key: _hide_credentials(value) for key, value in record.args.items()}
+        elif record.args:
+            record.args = tuple(_hide_credentials(arg) for arg in record.args)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format call: logging reports those, not our filter
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = _redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = _redact(record.stack_info)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {key: self._field(value) for key, value in fields.items()}
+        for key in record.__dict__.keys() - _RESERVED - {"fields"}:
+            setattr(record, key, self._field(getattr(record, key)))
+        return True
+
+    @staticmethod
+    def _field(value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        text = str(value)
+        redacted = _redact(text)
+        return value if redacted == text else redacted

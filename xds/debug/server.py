@@ -20,7 +20,7 @@ from xds.config import Config, ConfigError, parse_listen
 from xds.controller import Controller
 from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_streams, render_topology
-from xds.log import event
+from xds.log import event, register_secret
 from xds.metrics import Metrics
 from xds.plan import format_plan_table, plan_rows
 from xds.server import AdsServer
@@ -37,6 +37,7 @@ def read_token(path: str) -> str:
         raise ConfigError("debug.token_file", f"cannot read {path}: {err.strerror or err}") from None
     if not token:
         raise ConfigError("debug.token_file", f"{path} is empty")
+    register_secret(token)  # e.g. in an access log line for `?token=`
     return token
 
 

@@ -30,7 +30,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from xds.config import KafkaCluster
 from xds.config import KraftSource as KraftSettings
-from xds.log import event
+from xds.log import event, register_secret
 from xds.sources.base import Publish, gave_up_waiting
 from xds.topology import Broker, HostPort, SourceState, Topology
 
@@ -380,6 +380,7 @@ class KafkaMetadataClient:
         password = None
         if settings.sasl is not None:
             password = Path(settings.sasl.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            register_secret(password)  # aiokafka's debug lines, errors: nothing may show it
         return context, password
 
     async def close(self) -> None:
@@ -398,6 +399,7 @@ def make_ssl_context(settings: KraftSettings) -> ssl.SSLContext:
             password = None
             if tls.key_password_file is not None:
                 password = Path(tls.key_password_file).read_text(encoding="utf-8").rstrip("\r\n")
+                register_secret(password)
             context.load_cert_chain(tls.cert_file, tls.key_file, password)
     return context
 
