@@ -1,7 +1,9 @@
 """Structured logs: one line per event, `key=value` (logfmt) or JSON, quiet (warnings) by default.
 
-Between every logger (ours and the libraries') and the output, secrets registered where they are
-read, and the credential-carrying packets kazoo and aiokafka log at debug level, are redacted.
+Two guards sit between every logger (ours and the libraries') and the output: secrets registered
+where they are read, and the credential-carrying packets kazoo and aiokafka log at debug level, are
+redacted from every line; and `Repeats` keeps a problem that recurs every few seconds to one line
+when it starts or changes, a reminder per minute, and one line when it ends.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 REDACTED = "<redacted>"
+REMINDER_SECONDS = 60.0  # a problem that persists is repeated in the log at most this often
+_MAX_REMEMBERED_LINES = 100  # distinct lines one Repeats remembers (texts may carry varying details)
 
 
 def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
@@ -77,9 +82,9 @@ def configure(level: str = "warning", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # kazoo warns on every reconnect attempt (every ~2 s while ZooKeeper is away) and aiokafka on
-    # every failed connection; our sources log each outage once, with what they kept. Their own
-    # lines show at debug level.
+    # kazoo's and aiokafka's module loggers show at debug level only. The ZooKeeper connection
+    # logger each session gets (`kafka_xds.sources.kazoo`) stays on: it alone says why a connection
+    # fails (`Cannot resolve zk-1`), and Repeats keeps it from repeating that on every retry.
     quiet = logging.DEBUG if root.level <= logging.DEBUG else max(root.level, logging.ERROR)
     for library in _CHATTY_LIBRARIES:
         logging.getLogger(library).setLevel(quiet)
@@ -171,3 +176,71 @@ class _Redact(logging.Filter):
         text = str(value)
         redacted = _redact(text)
         return value if redacted == text else redacted
+
+
+# --- repeats -------------------------------------------------------------------------------------
+
+
+class Repeats:
+    """Which lines of a recurring problem to write: each distinct line when it first appears, then
+    the same line at most once per `interval`, saying how often it came meanwhile, until `clear()`
+    says the problem ended. Thread-safe: kazoo logs from its own threads."""
+
+    def __init__(self, interval: float = REMINDER_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._interval, self._clock = interval, clock
+        self._lock = threading.Lock()
+        self._lines: dict[str, tuple[float, int]] = {}  # line -> (last written, times since then)
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """Failures (lines admitted with `failure=True`) since the last clear, written or not."""
+        return self._failures
+
+    def admit(self, line: str, failure: bool = True) -> dict[str, int] | None:
+        """None: drop the line (written lately). Else the fields to write it with: `{}` when new,
+        `{"repeated": n}` for a reminder, n counting this one and those dropped since the last."""
+        now = self._clock()
+        with self._lock:
+            self._failures += failure
+            seen = self._lines.get(line)
+            if seen is not None and now - seen[0] < self._interval:
+                self._lines[line] = (seen[0], seen[1] + 1)
+                return None
+            if seen is None and len(self._lines) >= _MAX_REMEMBERED_LINES:
+                del self._lines[next(iter(self._lines))]
+            self._lines[line] = (now, 0)
+            return {"repeated": seen[1] + 1} if seen is not None else {}
+
+    def clear(self) -> int:
+        """The problem ended: forget its lines, so the next one shows at once. Returns `failures`."""
+        with self._lock:
+            failures, self._failures = self._failures, 0
+            self._lines.clear()
+            return failures
+
+
+class RepeatLimitedLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger to hand a library (kazoo's connection): `fields` on every line, and its lines at info
+    and up through `repeats` (warnings and up count as failures). Debug lines pass as they are."""
+
+    def __init__(self, logger: logging.Logger, repeats: Repeats, **fields: Any) -> None:
+        super().__init__(logger, {})
+        self.repeats = repeats
+        self._fields = fields
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        extra: dict[str, Any] = dict(self._fields)
+        if level >= logging.INFO:
+            try:
+                line = str(msg) % args if args else str(msg)
+            except (TypeError, ValueError):
+                line = f"{msg} {args}"
+            admitted = self.repeats.admit(line, failure=level >= logging.WARNING)
+            if admitted is None:
+                return
+            extra.update(admitted)
+        kwargs["extra"] = {"fields": extra}
+        self.logger.log(level, msg, *args, **kwargs)

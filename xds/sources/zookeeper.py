@@ -19,7 +19,7 @@ from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 
 from xds.config import KafkaCluster
-from xds.log import event, register_secret
+from xds.log import Repeats, event, register_secret
 from xds.sources.base import Publish, gave_up_waiting
 from xds.sources.kafka_znode import ZnodeError, parse_broker_id, parse_broker_registration, parse_cluster_id
 from xds.sources.zk_session import SESSIONS, Ensemble, SessionRegistry, SharedSession, Watcher, call_on_loop
@@ -68,6 +68,7 @@ class ZookeeperSource:
         self._children_dirty = False
         self._dirty_names: set[str] = set()
         self._failed: str | None = None
+        self._read_failures = Repeats()
 
     @property
     def session_id(self) -> int | None:
@@ -195,8 +196,15 @@ class ZookeeperSource:
                 if generation != self._generation:
                     continue  # the connection changed under the read: _on_state said so already
                 problem = f"cannot read from ZooKeeper {self._ensemble_text}: {err!r}"
-                if problem != self._current.error:  # retried every few seconds: log it once
-                    event(log, logging.ERROR, "keeping the last brokers: " + problem, cluster=self.cluster)
+                fields = self._read_failures.admit(problem)  # retried every few seconds
+                if fields is not None:
+                    event(
+                        log,
+                        logging.ERROR,
+                        "keeping the last brokers: " + problem,
+                        cluster=self.cluster,
+                        **fields,
+                    )
                 self._set(self._current.went_stale(problem, self._clock()))
                 retry_at = loop.time() + _READ_RETRY_SECONDS
 
@@ -235,6 +243,9 @@ class ZookeeperSource:
                 registrations[name] = self._parse(name, data)
         self._report_skips(registrations)
         self._registrations = registrations
+        failures = self._read_failures.clear()
+        if failures:  # at the level of the failure it ends: the default log shows both
+            event(log, logging.WARNING, "ZooKeeper reads work again", cluster=self.cluster, failures=failures)
         self._set(self._synced())
 
     async def _read_children(self, session: SharedSession, watcher: Watcher) -> list[str]:
