@@ -31,7 +31,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from xds.config import KafkaCluster
 from xds.config import KraftSource as KraftSettings
 from xds.log import Repeats, event, register_secret
-from xds.sources.base import Publish, gave_up_waiting
+from xds.sources.base import Publish, gave_up_waiting, kept
 from xds.topology import Broker, HostPort, SourceState, Topology
 
 log = logging.getLogger("kafka_xds.sources.kraft")
@@ -206,10 +206,11 @@ class KraftSource:
 
     def _accept(self, server: HostPort, metadata: ClusterMetadata) -> None:
         if self._repeats.clear():  # at the level of the failure it ends: the default log shows both
+            again = "again" if self._last_answered is not None else "for the first time"
             event(
                 log,
                 logging.WARNING,
-                "Metadata answered again; following brokers",
+                f"Metadata answered {again}; following brokers",
                 cluster=self.cluster,
                 server=str(server),
                 failed_polls=self._failures,
@@ -238,9 +239,10 @@ class KraftSource:
         self._failures += 1
         details = "; ".join(f"{server}: {reason}" for server, reason in refusals + problems)
         if refusals:
-            problem, level = details + "; keeping the last brokers", logging.ERROR
+            problem, level = details, logging.ERROR
         else:
-            problem = f"no Metadata answer from any of {self._servers_text} or known brokers: {details}"
+            known = " or known brokers" if self._learned else ""
+            problem = f"no Metadata answer from any of {self._servers_text}{known}: {details}"
             level = logging.WARNING
         # Failed polls repeat (with backoff) for as long as the cluster is away: logged when the
         # failure starts or changes, then a reminder a minute; every poll at debug level. The
@@ -249,7 +251,7 @@ class KraftSource:
         if fields is None:
             event(log, logging.DEBUG, "Metadata poll failed", cluster=self.cluster, problem=problem)
         else:
-            event(log, level, "keeping the last brokers: " + problem, cluster=self.cluster, **fields)
+            event(log, level, kept(self._current) + problem, cluster=self.cluster, **fields)
         self._set(self._current.went_stale(problem, self._clock()))
 
     def _give_up_waiting(self) -> None:

@@ -20,7 +20,7 @@ from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 
 from xds.config import KafkaCluster
 from xds.log import Repeats, event, register_secret
-from xds.sources.base import Publish, gave_up_waiting
+from xds.sources.base import Publish, gave_up_waiting, kept
 from xds.sources.kafka_znode import ZnodeError, parse_broker_id, parse_broker_registration, parse_cluster_id
 from xds.sources.zk_session import SESSIONS, Ensemble, SessionRegistry, SharedSession, Watcher, call_on_loop
 from xds.topology import Broker, SkippedRegistration, SourceState, Topology
@@ -152,7 +152,7 @@ class ZookeeperSource:
             self._failed = problem
         else:
             problem = f"ZooKeeper session with {self._ensemble_text} expired; waiting for a new one"
-        event(log, logging.WARNING, "keeping the last brokers: " + problem, cluster=self.cluster)
+        event(log, logging.WARNING, kept(self._current) + problem, cluster=self.cluster)
         self._set(self._current.went_stale(problem, self._clock()))
         self._wake.set()
 
@@ -201,7 +201,7 @@ class ZookeeperSource:
                     event(
                         log,
                         logging.ERROR,
-                        "keeping the last brokers: " + problem,
+                        kept(self._current) + problem,
                         cluster=self.cluster,
                         **fields,
                     )
@@ -245,7 +245,9 @@ class ZookeeperSource:
         self._registrations = registrations
         failures = self._read_failures.clear()
         if failures:  # at the level of the failure it ends: the default log shows both
-            event(log, logging.WARNING, "ZooKeeper reads work again", cluster=self.cluster, failures=failures)
+            event(
+                log, logging.WARNING, "ZooKeeper reads succeed now", cluster=self.cluster, failures=failures
+            )
         self._set(self._synced())
 
     async def _read_children(self, session: SharedSession, watcher: Watcher) -> list[str]:
@@ -312,10 +314,10 @@ class ZookeeperSource:
             return True
         problem = (
             f"{self._cluster_id_path} is {seen!r} but was {self._cluster_id!r}: the chroot now holds "
-            "another Kafka cluster; refusing its brokers, keeping the last ones"
+            "another Kafka cluster; refusing its brokers"
         )
         if problem != self._refused:
-            event(log, logging.ERROR, problem, cluster=self.cluster)
+            event(log, logging.ERROR, kept(self._current) + problem, cluster=self.cluster)
         self._refused = problem
         self._set(self._current.went_stale(problem, self._clock()))
         return False

@@ -1,6 +1,10 @@
-"""A problem that recurs every few seconds is logged when it starts or changes, reminded of once a
+"""What the sources log when their backend fails: the truth about what they keep, and no flood.
+
+A problem that recurs every few seconds is logged when it starts or changes, reminded of once a
 minute with a count, and logged when it ends: kazoo's connection errors, failed KRaft polls and
-ZooKeeper reads that keep failing."""
+ZooKeeper reads that keep failing. A failure line says "keeping the last brokers" only when there
+are some.
+"""
 
 from __future__ import annotations
 
@@ -119,7 +123,7 @@ async def test_a_zookeeper_refusing_connections_is_logged_once_and_its_recovery_
 
 
 @pytest.mark.zookeeper
-async def test_zookeeper_reads_that_work_again_are_logged(
+async def test_zookeeper_reads_that_succeed_again_are_logged(
     zookeeper: ZooKeeperServer, chroot: str, tmp_path: Path, xds_processes, monkeypatch
 ):
     monkeypatch.setenv("KAFKA_XDS_LOG_LEVEL", "warning")
@@ -135,7 +139,7 @@ async def test_zookeeper_reads_that_work_again_are_logged(
     await asyncio.to_thread(_protect, zookeeper.hosts, chroot, OPEN_ACL_UNSAFE)  # anyone may read now
 
     await eventually(server.ready, what="the brokers read")
-    assert "ZooKeeper reads work again" in await _logged(server, "ZooKeeper reads work again")
+    assert "ZooKeeper reads succeed now" in await _logged(server, "ZooKeeper reads succeed now")
     assert server.log_text().count("NoAuthError") == 1
 
 
@@ -211,3 +215,62 @@ def _protect(hosts: str, chroot: str, acl: list[object]) -> None:
     finally:
         client.stop()
         client.close()
+
+
+async def test_a_kraft_source_that_never_answered_says_it_has_no_brokers_to_keep(caplog):
+    h = Harness()
+    await h.poll()
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line == (
+        "no brokers to keep yet: no Metadata answer from any of 10.0.0.1:9094, 10.0.0.2:9094: "
+        "10.0.0.1:9094: connection refused; 10.0.0.2:9094: connection refused"
+    )
+
+
+async def test_a_kraft_source_that_had_brokers_says_it_keeps_them(caplog):
+    h = Harness()
+    h.client.answers["10.0.0.1:9094"] = meta((1, "10.1.0.1", 9094))
+    await h.poll()
+    h.client.answers = {}
+    await h.poll()
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.startswith("keeping the last brokers: no Metadata answer from any of ")
+    assert "or known brokers: " in line
+
+
+async def test_a_kraft_refusal_says_once_that_it_keeps_the_last_brokers(caplog):
+    h = Harness()
+    h.client.answers["10.0.0.1:9094"] = meta((1, "10.1.0.1", 9094), cluster_id="c1")
+    await h.poll()
+    h.client.answers = {"10.0.0.1:9094": meta((7, "10.9.0.7", 9094), cluster_id="other")}
+    await h.poll()
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line.startswith("keeping the last brokers: 10.0.0.1:9094: cluster id is 'other' but was 'c1'")
+    assert line.count("keeping the last brokers") == 1
+
+
+async def test_a_kraft_first_answer_after_failures_is_not_called_an_answer_again(caplog):
+    h = Harness()
+    await h.poll()
+    h.client.answers["10.0.0.2:9094"] = meta((1, "10.1.0.1", 9094))
+    await h.poll()
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert messages[-1] == "Metadata answered for the first time; following brokers"
+
+
+@pytest.mark.zookeeper
+async def test_a_zookeeper_source_that_never_read_its_brokers_says_it_has_none_to_keep(
+    zookeeper: ZooKeeperServer, chroot: str, tmp_path: Path, xds_processes, monkeypatch
+):
+    monkeypatch.setenv("KAFKA_XDS_LOG_LEVEL", "warning")
+    acl = [make_digest_acl("kafka-xds", "Right-pw-5c2e", all=True)]
+    await asyncio.to_thread(_protect, zookeeper.hosts, chroot, acl)
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("Wrong-pw-1b7e\n")
+    cluster = _zk_cluster(zookeeper.hosts, chroot, {"username": "kafka-xds", "password_file": str(wrong)})
+    server = await xds_processes(base_config(None, [cluster]), wait_ready=False)
+
+    line = await eventually(lambda: _logged(server, "NoAuthError"), what="the read refused")
+
+    assert 'msg="no brokers to keep yet: cannot read from ZooKeeper ' in line, line
+    assert "keeping the last brokers" not in server.log_text()
