@@ -94,7 +94,7 @@ _CHATTY_LIBRARIES = ("kazoo", "aiokafka")
 
 # --- secrets -------------------------------------------------------------------------------------
 
-_secrets: frozenset[str] = frozenset()  # replaced, never mutated: read without a lock by any thread
+_secrets: tuple[str, ...] = ()  # longest first; replaced, never mutated: read without a lock
 _secrets_lock = threading.Lock()
 
 
@@ -106,7 +106,7 @@ def register_secret(value: str | None) -> None:
     # The forms it takes inside a repr (a str's or a bytes' escapes) and a JSON string.
     forms = {value, repr(value)[1:-1], repr(value.encode())[2:-1], json.dumps(value)[1:-1]}
     with _secrets_lock:
-        _secrets = _secrets | forms
+        _secrets = tuple(sorted(forms.union(_secrets), key=len, reverse=True))
 
 
 # Library packets whose repr carries credentials, by (module, class name): the fields to hide.
