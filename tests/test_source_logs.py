@@ -122,6 +122,19 @@ async def test_a_zookeeper_refusing_connections_is_logged_once_and_its_recovery_
     assert len(re.findall("Connection refused", server.log_text())) == 1, server.log_text()
 
 
+async def test_shutting_down_while_zookeeper_is_away_blames_no_retry_policy(xds_processes, monkeypatch):
+    monkeypatch.setenv("KAFKA_XDS_LOG_LEVEL", "warning")
+    cluster = _zk_cluster(f"127.0.0.1:{free_port()}")
+    server = await xds_processes(base_config(None, [cluster]), wait_ready=False)
+    await eventually(lambda: _logged(server, "Connection refused"), what="the first refusal")
+
+    await server.terminate()
+
+    log = server.log_text()
+    assert "shutting down" in log
+    assert "retry policy" not in log, log
+
+
 @pytest.mark.zookeeper
 async def test_zookeeper_reads_that_succeed_again_are_logged(
     zookeeper: ZooKeeperServer, chroot: str, tmp_path: Path, xds_processes, monkeypatch

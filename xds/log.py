@@ -228,8 +228,16 @@ class RepeatLimitedLogger(logging.LoggerAdapter[logging.Logger]):
         super().__init__(logger, {})
         self.repeats = repeats
         self._fields = fields
+        self._closing = False
+
+    def closing(self) -> None:
+        """Its owner is stopping the library's client: warnings about that are debug detail now
+        (kazoo, stopped while it retries, warns it 'failed connecting within the retry policy')."""
+        self._closing = True
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self._closing and logging.WARNING <= level < logging.ERROR:
+            level = logging.DEBUG
         if not self.isEnabledFor(level):
             return
         extra: dict[str, Any] = dict(self._fields)

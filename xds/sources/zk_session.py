@@ -205,6 +205,8 @@ class SessionRegistry:
 
         def close() -> None:
             try:
+                if isinstance(session.client.logger, RepeatLimitedLogger):
+                    session.client.logger.closing()  # our stop is no connection failure
                 session.client.stop()
                 session.client.close()
             finally:
