@@ -64,8 +64,9 @@ class Ensemble:
         """A KazooClient for this ensemble; not started."""
         auth = [("digest", f"{self.username}:{self.password}")] if self.username is not None else None
         retry = KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=_RECONNECT_MAX_DELAY_SECONDS)
-        # kazoo logs why each connection attempt failed (`Cannot resolve zk-1`), on every retry:
-        # a few times a second per host. Each line once, a reminder a minute, and the recovery.
+        # kazoo logs why a connection attempt failed (`Cannot resolve zk-1`) for every host on every
+        # retry, forever (24 lines in 10 s for three hosts): each line once, a reminder a minute,
+        # and the recovery.
         repeats = Repeats()
         client = KazooClient(
             hosts=self.hosts,
