@@ -44,8 +44,9 @@ async def zookeeper_servers(
     _require_zookeeper()
     started: list[ZooKeeperServer] = []
 
-    async def start(**options: Any) -> ZooKeeperServer:
-        server = ZooKeeperServer(tmp_path / f"zookeeper-{len(started) + 1}", host=addresses.take(), **options)
+    async def start(host: str | None = None, **options: Any) -> ZooKeeperServer:
+        directory = tmp_path / f"zookeeper-{len(started) + 1}"
+        server = ZooKeeperServer(directory, host=host or addresses.take(), **options)
         started.append(server)
         return await asyncio.to_thread(server.start)
 

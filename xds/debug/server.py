@@ -25,7 +25,7 @@ from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_topology
 from xds.debug.streams import MAX_PAGE, STATES, StreamQuery
 from xds.fleet import Fleet
-from xds.log import event
+from xds.log import event, register_secret
 from xds.metrics import Metrics
 from xds.plan import format_plan_table, plan_rows
 from xds.resource_types import SHORT_TYPE_NAMES, TYPES_BY_SHORT_NAME
@@ -46,6 +46,7 @@ def read_token(path: str) -> str:
         raise ConfigError("debug.token_file", f"{path} is not UTF-8 text") from None
     if not token:
         raise ConfigError("debug.token_file", f"{path} is empty")
+    register_secret(token)  # e.g. in an access log line for `?token=`
     return token
 
 

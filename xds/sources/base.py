@@ -37,3 +37,10 @@ def gave_up_waiting(current: Topology, reason: str, timeout: float | None, log: 
     )
     event(log, logging.ERROR, problem, cluster=current.cluster)
     return Topology.create(current.cluster, current.source_kind, SourceState.UNAVAILABLE, error=problem)
+
+
+def kept(current: Topology) -> str:
+    """How a failure's log line begins: whether there are brokers to keep serving meanwhile."""
+    if current.brokers:
+        return "keeping the last brokers: "
+    return "no brokers to keep: " if current.synced_once else "no brokers to keep yet: "

@@ -30,8 +30,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from xds.config import KafkaCluster
 from xds.config import KraftSource as KraftSettings
-from xds.log import event
-from xds.sources.base import Publish, gave_up_waiting
+from xds.log import Repeats, event, register_secret
+from xds.sources.base import Publish, gave_up_waiting, kept
 from xds.topology import Broker, HostPort, SourceState, Topology
 
 log = logging.getLogger("kafka_xds.sources.kraft")
@@ -116,6 +116,7 @@ class KraftSource:
         self._learned: list[HostPort] = []  # bootstrap-listener endpoints of the brokers last seen
         self._rotation = 0
         self._failures = 0
+        self._repeats = Repeats()
 
     async def run(self, publish: Publish) -> None:
         self._publish = publish
@@ -166,20 +167,20 @@ class KraftSource:
 
     async def poll_once(self, client: MetadataClient) -> bool:
         """Ask the candidates in turn until one answers usefully; publish what changed. True if one did."""
-        problems: list[str] = []
-        refusals: list[str] = []
+        problems: list[tuple[HostPort, str]] = []
+        refusals: list[tuple[HostPort, str]] = []
         for server in self._candidates():
             try:
                 metadata = await client.fetch(server)
             except (OSError, TimeoutError, MetadataError) as err:
-                problems.append(f"{server}: {describe_error(err)}")
+                problems.append((server, describe_error(err)))
                 continue
             refusal = self._refusal(metadata)
             if refusal is not None:
-                refusals.append(f"{server}: {refusal}")
+                refusals.append((server, refusal))
                 continue
             if not metadata.brokers:
-                problems.append(f"{server}: answered with no live brokers (still starting?)")
+                problems.append((server, "answered with no live brokers (still starting?)"))
                 continue
             self._accept(server, metadata)
             return True
@@ -204,11 +205,12 @@ class KraftSource:
         )
 
     def _accept(self, server: HostPort, metadata: ClusterMetadata) -> None:
-        if self._failures:
+        if self._repeats.clear():  # at the level of the failure it ends: the default log shows both
+            again = "again" if self._last_answered is not None else "for the first time"
             event(
                 log,
-                logging.INFO,
-                "Metadata answered again; following brokers",
+                logging.WARNING,
+                f"Metadata answered {again}; following brokers",
                 cluster=self.cluster,
                 server=str(server),
                 failed_polls=self._failures,
@@ -233,21 +235,23 @@ class KraftSource:
         self._log_changes(self._current.brokers if self._current.synced_once else (), topology.brokers)
         self._set(topology)
 
-    def _fail(self, problems: list[str], refusals: list[str]) -> None:
+    def _fail(self, problems: list[tuple[HostPort, str]], refusals: list[tuple[HostPort, str]]) -> None:
         self._failures += 1
+        details = "; ".join(f"{server}: {reason}" for server, reason in refusals + problems)
         if refusals:
-            problem = "; ".join(refusals + problems) + "; keeping the last brokers"
-            level = logging.ERROR
+            problem, level = details, logging.ERROR
         else:
-            problem = f"no Metadata answer from any of {self._servers_text} or known brokers: " + "; ".join(
-                problems
-            )
+            known = " or known brokers" if self._learned else ""
+            problem = f"no Metadata answer from any of {self._servers_text}{known}: {details}"
             level = logging.WARNING
-        # Logged when polling first fails (and on refusals, whose text is stable); details at debug.
-        if self._failures == 1 or (refusals and problem != self._current.error):
-            event(log, level, "keeping the last brokers: " + problem, cluster=self.cluster)
-        else:
+        # Failed polls repeat (with backoff) for as long as the cluster is away: logged when the
+        # failure starts or changes, then a reminder a minute; every poll at debug level. The
+        # learned brokers asked rotate: the reasons, not which servers gave them, make it the same.
+        fields = self._repeats.admit(" | ".join(sorted({reason for _, reason in refusals + problems})))
+        if fields is None:
             event(log, logging.DEBUG, "Metadata poll failed", cluster=self.cluster, problem=problem)
+        else:
+            event(log, level, kept(self._current) + problem, cluster=self.cluster, **fields)
         self._set(self._current.went_stale(problem, self._clock()))
 
     def _give_up_waiting(self) -> None:
@@ -380,6 +384,7 @@ class KafkaMetadataClient:
         password = None
         if settings.sasl is not None:
             password = Path(settings.sasl.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            register_secret(password)  # aiokafka's debug lines, errors: nothing may show it
         return context, password
 
     async def close(self) -> None:
@@ -398,6 +403,7 @@ def make_ssl_context(settings: KraftSettings) -> ssl.SSLContext:
             password = None
             if tls.key_password_file is not None:
                 password = Path(tls.key_password_file).read_text(encoding="utf-8").rstrip("\r\n")
+                register_secret(password)
             context.load_cert_chain(tls.cert_file, tls.key_file, password)
     return context
 

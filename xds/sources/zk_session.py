@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from kazoo.protocol.states import WatchedEvent
 from kazoo.retry import KazooRetry
 
 from xds.config import ZookeeperSource
-from xds.log import event
+from xds.log import RepeatLimitedLogger, Repeats, event
 
 log = logging.getLogger("kafka_xds.sources.zookeeper")
 
@@ -63,7 +64,11 @@ class Ensemble:
         """A KazooClient for this ensemble; not started."""
         auth = [("digest", f"{self.username}:{self.password}")] if self.username is not None else None
         retry = KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=_RECONNECT_MAX_DELAY_SECONDS)
-        return KazooClient(
+        # kazoo logs why a connection attempt failed (`Cannot resolve zk-1`) for every host on every
+        # retry, forever (24 lines in 10 s for three hosts): each line once, a reminder a minute,
+        # and the recovery.
+        repeats = Repeats()
+        client = KazooClient(
             hosts=self.hosts,
             timeout=self.session_timeout_seconds,
             auth_data=auth,
@@ -73,8 +78,21 @@ class Ensemble:
             certfile=self.tls_cert_file,
             keyfile=self.tls_key_file,
             check_hostname=self.tls_check_hostname,
-            logger=logging.getLogger("kafka_xds.sources.kazoo"),
+            logger=RepeatLimitedLogger(
+                logging.getLogger("kafka_xds.sources.kazoo"), repeats, hosts=self.hosts
+            ),
         )
+        client.add_listener(functools.partial(_log_recovery, repeats, self.hosts))
+        return client
+
+
+def _log_recovery(repeats: Repeats, hosts: str, state: KazooState) -> bool:
+    """On a kazoo thread, for every state change: once connected, the connection problems ended."""
+    if state == KazooState.CONNECTED:
+        failures = repeats.clear()
+        if failures:
+            event(log, logging.WARNING, "ZooKeeper connection recovered", hosts=hosts, failures=failures)
+    return False  # keep listening
 
 
 def call_on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
@@ -188,6 +206,8 @@ class SessionRegistry:
 
         def close() -> None:
             try:
+                if isinstance(session.client.logger, RepeatLimitedLogger):
+                    session.client.logger.closing()  # our stop is no connection failure
                 session.client.stop()
                 session.client.close()
             finally:

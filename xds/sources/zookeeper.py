@@ -19,8 +19,8 @@ from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 
 from xds.config import KafkaCluster
-from xds.log import event
-from xds.sources.base import Publish, gave_up_waiting
+from xds.log import Repeats, event, register_secret
+from xds.sources.base import Publish, gave_up_waiting, kept
 from xds.sources.kafka_znode import ZnodeError, parse_broker_id, parse_broker_registration, parse_cluster_id
 from xds.sources.zk_session import SESSIONS, Ensemble, SessionRegistry, SharedSession, Watcher, call_on_loop
 from xds.topology import Broker, SkippedRegistration, SourceState, Topology
@@ -68,6 +68,7 @@ class ZookeeperSource:
         self._children_dirty = False
         self._dirty_names: set[str] = set()
         self._failed: str | None = None
+        self._read_failures = Repeats()
 
     @property
     def session_id(self) -> int | None:
@@ -105,7 +106,9 @@ class ZookeeperSource:
                     Path(tls_file).read_bytes()
         if settings.auth is None:
             return None
-        return Path(settings.auth.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        password = Path(settings.auth.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        register_secret(password)  # kazoo's debug lines, errors: nothing may show it
+        return password
 
     def _watcher(self, loop: asyncio.AbstractEventLoop) -> Watcher:
         """One function for every watch this run sets, so kazoo keeps each path's watch once."""
@@ -149,7 +152,7 @@ class ZookeeperSource:
             self._failed = problem
         else:
             problem = f"ZooKeeper session with {self._ensemble_text} expired; waiting for a new one"
-        event(log, logging.WARNING, "keeping the last brokers: " + problem, cluster=self.cluster)
+        event(log, logging.WARNING, kept(self._current) + problem, cluster=self.cluster)
         self._set(self._current.went_stale(problem, self._clock()))
         self._wake.set()
 
@@ -193,8 +196,15 @@ class ZookeeperSource:
                 if generation != self._generation:
                     continue  # the connection changed under the read: _on_state said so already
                 problem = f"cannot read from ZooKeeper {self._ensemble_text}: {err!r}"
-                if problem != self._current.error:  # retried every few seconds: log it once
-                    event(log, logging.ERROR, "keeping the last brokers: " + problem, cluster=self.cluster)
+                fields = self._read_failures.admit(problem)  # retried every few seconds
+                if fields is not None:
+                    event(
+                        log,
+                        logging.ERROR,
+                        kept(self._current) + problem,
+                        cluster=self.cluster,
+                        **fields,
+                    )
                 self._set(self._current.went_stale(problem, self._clock()))
                 retry_at = loop.time() + _READ_RETRY_SECONDS
 
@@ -233,6 +243,11 @@ class ZookeeperSource:
                 registrations[name] = self._parse(name, data)
         self._report_skips(registrations)
         self._registrations = registrations
+        failures = self._read_failures.clear()
+        if failures:  # at the level of the failure it ends: the default log shows both
+            event(
+                log, logging.WARNING, "ZooKeeper reads succeed now", cluster=self.cluster, failures=failures
+            )
         self._set(self._synced())
 
     async def _read_children(self, session: SharedSession, watcher: Watcher) -> list[str]:
@@ -299,10 +314,10 @@ class ZookeeperSource:
             return True
         problem = (
             f"{self._cluster_id_path} is {seen!r} but was {self._cluster_id!r}: the chroot now holds "
-            "another Kafka cluster; refusing its brokers, keeping the last ones"
+            "another Kafka cluster; refusing its brokers"
         )
         if problem != self._refused:
-            event(log, logging.ERROR, problem, cluster=self.cluster)
+            event(log, logging.ERROR, kept(self._current) + problem, cluster=self.cluster)
         self._refused = problem
         self._set(self._current.went_stale(problem, self._clock()))
         return False
