@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xds.protocol.messages import WILDCARD, DeltaRequest, SotwRequest, delta_response
-from xds.protocol.stream import Change, Outcome, StreamProtocol, TypeState
+from xds.protocol.stream import Change, StreamProtocol, TypeState
 from xds.protocol.views import Body, View, Views
 
 
@@ -11,26 +11,21 @@ class Delta:
     name = "delta"
     holds_first_listeners = True  # absence deletes nothing here, so a new listener can wait
 
-    def receive(
+    def subscribe(
         self,
         stream: StreamProtocol,
         state: TypeState,
         request: SotwRequest | DeltaRequest,
+        stale: bool,
         views: Views | None,
-        now: float,
-    ) -> list[Outcome]:
+    ) -> None:
         assert isinstance(request, DeltaRequest)
-        kind = stream.classify(state, request.response_nonce, request.error)
-        outcomes: list[Outcome] = []
-        if kind in ("ack", "nack"):
-            outcomes.append(stream.acknowledge(state, kind, request.response_nonce, request.error, now))
         # Subscription changes are honoured even when the nonce is stale.
         first = not state.requested
         _subscribe(stream, state, request, views)
         if first and request.initial_versions:
             declared = View.declared(state.type_url, request.initial_versions)
             state.has = declared if state.wildcard else declared.restricted(state.names)
-        return outcomes
 
     def change(self, state: TypeState, target: View, views: Views) -> Change | None:
         if state.rejected is not None and target.version == state.rejected.version:

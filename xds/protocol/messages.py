@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 WILDCARD = "*"
 _R = TypeVar("_R", "SotwRequest", "DeltaRequest")
@@ -177,78 +177,50 @@ def _semantic_version(data: bytes) -> str:
     return ""
 
 
-def parse_sotw(data: bytes) -> SotwRequest:
-    """Parse a DiscoveryRequest; raise MalformedRequest for anything that is not one."""
-    what = "DiscoveryRequest"
-    version = type_url = nonce = ""
-    names: list[str] = []
-    error: ErrorDetail | None = None
-    node: NodeInfo | None = None
-    for number, wire_type, start, end in _fields(data, what):
-        if number in (1, 3, 4, 5):
-            _expect(wire_type, _LEN, number, what)
-            text = _text(data, start, end, what)
-            if number == 1:
-                version = text
-            elif number == 3:
-                names.append(text)
-            elif number == 4:
-                type_url = text
-            else:
-                nonce = text
-        elif number == 2:
-            _expect(wire_type, _LEN, number, what)
-            node = _node(data[start:end])
-        elif number == 6:
-            _expect(wire_type, _LEN, number, what)
-            error = _error_detail(data[start:end])
-    if not type_url:
-        raise MalformedRequest(f"{what}: type_url is required on an aggregated (ADS) stream")
-    return SotwRequest(type_url, version, frozenset(names), nonce, error, node)
+# What the server reads of each request, by field number: (name, kind). Everything else is checked
+# for well-formedness and skipped.
+_TEXT, _TEXTS, _NODE, _ERROR, _VERSIONS = "text", "texts", "node", "error", "versions"
+_SOTW_FIELDS = {
+    1: ("version_info", _TEXT),
+    2: ("node", _NODE),
+    3: ("resource_names", _TEXTS),
+    4: ("type_url", _TEXT),
+    5: ("response_nonce", _TEXT),
+    6: ("error", _ERROR),
+}
+_DELTA_FIELDS = {
+    1: ("node", _NODE),
+    2: ("type_url", _TEXT),
+    3: ("subscribe", _TEXTS),
+    4: ("unsubscribe", _TEXTS),
+    5: ("initial_versions", _VERSIONS),
+    6: ("response_nonce", _TEXT),
+    7: ("error", _ERROR),
+}
 
 
-def parse_delta(data: bytes) -> DeltaRequest:
-    """Parse a DeltaDiscoveryRequest; raise MalformedRequest for anything that is not one."""
-    what = "DeltaDiscoveryRequest"
-    type_url = nonce = ""
-    subscribe: list[str] = []
-    unsubscribe: list[str] = []
-    initial: dict[str, str] = {}
-    error: ErrorDetail | None = None
-    node: NodeInfo | None = None
+def _read(data: bytes, what: str, spec: Mapping[int, tuple[str, str]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
     for number, wire_type, start, end in _fields(data, what):
-        if number in (2, 3, 4, 6):
-            _expect(wire_type, _LEN, number, what)
-            text = _text(data, start, end, what)
-            if number == 2:
-                type_url = text
-            elif number == 3:
-                subscribe.append(text)
-            elif number == 4:
-                unsubscribe.append(text)
-            else:
-                nonce = text
-        elif number == 1:
-            _expect(wire_type, _LEN, number, what)
-            node = _node(data[start:end])
-        elif number == 5:
-            _expect(wire_type, _LEN, number, what)
+        field_spec = spec.get(number)
+        if field_spec is None:
+            continue
+        name, kind = field_spec
+        _expect(wire_type, _LEN, number, what)
+        if kind == _TEXT:
+            found[name] = _text(data, start, end, what)
+        elif kind == _TEXTS:
+            found.setdefault(name, []).append(_text(data, start, end, what))
+        elif kind == _NODE:
+            found[name] = _node(data[start:end])
+        elif kind == _ERROR:
+            found[name] = _error_detail(data[start:end])
+        else:
             key, value = _map_entry(data[start:end])
-            initial[key] = value
-        elif number == 7:
-            _expect(wire_type, _LEN, number, what)
-            error = _error_detail(data[start:end])
-    if not type_url:
+            found.setdefault(name, {})[key] = value
+    if not found.get("type_url"):
         raise MalformedRequest(f"{what}: type_url is required on an aggregated (ADS) stream")
-    return DeltaRequest(
-        type_url,
-        frozenset(subscribe),
-        frozenset(unsubscribe),
-        MappingProxyType(initial),
-        nonce,
-        error,
-        node,
-    )
+    return found
 
 
 def _map_entry(data: bytes) -> tuple[str, str]:
@@ -262,6 +234,33 @@ def _map_entry(data: bytes) -> tuple[str, str]:
             else:
                 value = text
     return key, value
+
+
+def parse_sotw(data: bytes) -> SotwRequest:
+    """Parse a DiscoveryRequest; raise MalformedRequest for anything that is not one."""
+    found = _read(data, "DiscoveryRequest", _SOTW_FIELDS)
+    return SotwRequest(
+        found["type_url"],
+        found.get("version_info", ""),
+        frozenset(found.get("resource_names", ())),
+        found.get("response_nonce", ""),
+        found.get("error"),
+        found.get("node"),
+    )
+
+
+def parse_delta(data: bytes) -> DeltaRequest:
+    """Parse a DeltaDiscoveryRequest; raise MalformedRequest for anything that is not one."""
+    found = _read(data, "DeltaDiscoveryRequest", _DELTA_FIELDS)
+    return DeltaRequest(
+        found["type_url"],
+        frozenset(found.get("subscribe", ())),
+        frozenset(found.get("unsubscribe", ())),
+        MappingProxyType(found.get("initial_versions", {})),
+        found.get("response_nonce", ""),
+        found.get("error"),
+        found.get("node"),
+    )
 
 
 class RequestParser:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xds.protocol.messages import WILDCARD, DeltaRequest, SotwRequest, sotw_response
-from xds.protocol.stream import EMPTY, Change, Outcome, StreamProtocol, TypeState
+from xds.protocol.stream import EMPTY, Change, StreamProtocol, TypeState
 from xds.protocol.views import Body, View, Views
 from xds.resource_types import CLUSTER_TYPE, LISTENER_TYPE
 
@@ -16,28 +16,23 @@ class Sotw:
     name = "sotw"
     holds_first_listeners = False  # absence from a complete listener set would delete the listener
 
-    def receive(
+    def subscribe(
         self,
         stream: StreamProtocol,
         state: TypeState,
         request: SotwRequest | DeltaRequest,
+        stale: bool,
         views: Views | None,
-        now: float,
-    ) -> list[Outcome]:
+    ) -> None:
         assert isinstance(request, SotwRequest)
-        kind = stream.classify(state, request.response_nonce, request.error)
-        if kind == "stale":
-            return []  # answers a response a newer one replaced: the newer one's answer will follow
-        outcomes: list[Outcome] = []
+        if stale:
+            return  # answers a response a newer one replaced: the newer one's answer will follow
         if request.version_info:
             state.reported_version = request.version_info
-        if kind in ("ack", "nack"):
-            outcomes.append(stream.acknowledge(state, kind, request.response_nonce, request.error, now))
         first = not state.requested
         _subscribe(state, request.resource_names)
         if first and request.version_info and views is not None:
             _resume(stream, state, request.version_info, views)
-        return outcomes
 
     def change(self, state: TypeState, target: View, views: Views) -> Change | None:
         if state.rejected is not None and target.version == state.rejected.version:

@@ -147,14 +147,17 @@ class Variant(Protocol):
     name: str
     holds_first_listeners: bool
 
-    def receive(
+    def subscribe(
         self,
         stream: StreamProtocol,
         state: TypeState,
         request: SotwRequest | DeltaRequest,
+        stale: bool,
         views: Views | None,
-        now: float,
-    ) -> list[Outcome]: ...
+    ) -> None:
+        """Apply what the request says about the subscription (`stale`: it answers a replaced
+        response)."""
+        ...
 
     def change(self, state: TypeState, target: View, views: Views) -> Change | None: ...
 
@@ -182,7 +185,11 @@ class StreamProtocol:
         if state is None:
             self._ignore_type(request.type_url)
             return [Ignored(request.type_url[:MAX_TYPE_URL_SHOWN], "type not served")]
-        outcomes = self.variant.receive(self, state, request, views, now)
+        kind = self._classify(state, request.response_nonce, request.error)
+        outcomes: list[Outcome] = []
+        if kind in ("ack", "nack"):
+            outcomes.append(self._acknowledge(state, kind, request.response_nonce, request.error, now))
+        self.variant.subscribe(self, state, request, kind == "stale", views)
         outcomes.extend(self._pump(views))
         return outcomes
 
@@ -206,9 +213,9 @@ class StreamProtocol:
                 return SyncState.PENDING
         return SyncState.IN_SYNC
 
-    # -- shared rules used by both variants ----------------------------------------------------
+    # -- what a request answers ------------------------------------------------------------------
 
-    def classify(self, state: TypeState, nonce: str, error: ErrorDetail | None) -> str:
+    def _classify(self, state: TypeState, nonce: str, error: ErrorDetail | None) -> str:
         """'ack', 'nack', 'stale' or 'request', from the nonce a request answers.
 
         Nonces belong to one stream: a request cannot be stale (or an ACK) on a stream that has sent
@@ -222,7 +229,7 @@ class StreamProtocol:
             return "request"  # answers a response already acknowledged: a subscription update
         return "nack" if error is not None else "ack"
 
-    def acknowledge(
+    def _acknowledge(
         self, state: TypeState, kind: str, nonce: str, error: ErrorDetail | None, now: float
     ) -> Outcome:
         """An ACK moves the client to what was sent; a NACK keeps it where it was and records why."""
