@@ -71,7 +71,7 @@ def _check_static_files(config: Config) -> None:
     for index, cluster in enumerate(config.kafka_clusters):
         if cluster.static is not None and cluster.static.file is not None:
             try:
-                load_static_brokers(Path(cluster.static.file))
+                load_static_brokers(Path(cluster.static.file), cluster)
             except ConfigError as err:
                 raise ConfigError(f"kafka_clusters[{index}].static.file", str(err)) from None
 
@@ -89,7 +89,7 @@ def _static_plans(config: Config) -> list[ClusterPlan]:
         entries = cluster.static.brokers
         if entries is None:
             assert cluster.static.file is not None
-            entries = load_static_brokers(Path(cluster.static.file))
+            entries = load_static_brokers(Path(cluster.static.file), cluster)
         topology = brokers_from_static(cluster, entries)
         plans.append(plan_cluster(cluster, topology, GraceState(cluster.removal_grace_seconds)))
     return plans

@@ -63,12 +63,7 @@ class ClusterPlan:
 
 def broker_port(cluster: KafkaCluster, broker_id: int) -> int | None:
     """The planned port of a broker, or None when its id has no port in this cluster's plan."""
-    if broker_id in cluster.broker_ports:
-        return cluster.broker_ports[broker_id]
-    if broker_id < 0 or broker_id > cluster.highest_broker_id:
-        return None
-    port = cluster.port_base + broker_id
-    return port if 1 <= port <= 65535 else None
+    return cluster.broker_port(broker_id)
 
 
 def plan_cluster(
@@ -86,9 +81,7 @@ def plan_cluster(
     for broker in topology.brokers:
         port = broker_port(cluster, broker.broker_id)
         if port is None:
-            skipped.append(
-                _skip(cluster, broker, f"broker id {broker.broker_id} maps to no port in 1..65535")
-            )
+            skipped.append(_skip(cluster, broker, cluster.no_port_reason(broker.broker_id)))
             continue
         upstream = broker.endpoint(cluster.upstream_listener)
         if upstream is None:
