@@ -176,6 +176,32 @@ def plan_rows(plans: Iterable[ClusterPlan]) -> list[dict[str, str | int]]:
     ]
 
 
+def rows_for_ids(
+    cluster: KafkaCluster, broker_ids: Iterable[int], plan: ClusterPlan | None = None
+) -> list[dict[str, str | int]]:
+    """Plan rows for these broker ids, whether or not the brokers exist yet: a broker's address is a
+    function of its id, so a start-up script can ask before its broker registers. Brokers in `plan`
+    show where they run; the others are `planned`. ValueError for an id that has no port."""
+    known = {row["broker_id"]: row for row in plan_rows([plan])} if plan is not None else {}
+    rows: list[dict[str, str | int]] = []
+    for broker_id in broker_ids:
+        port = cluster.broker_port(broker_id)
+        if port is None:
+            raise ValueError(f"{cluster.name}: {cluster.no_port_reason(broker_id)}")
+        rows.append(
+            known.get(broker_id)
+            or {
+                "cluster": cluster.name,
+                "broker_id": broker_id,
+                "loopback_ip": str(cluster.loopback_ip),
+                "port": port,
+                "upstream": "-",
+                "status": "planned",
+            }
+        )
+    return rows
+
+
 def format_plan_table(rows: Iterable[Mapping[str, str | int]]) -> str:
     lines = ["\t".join(PLAN_COLUMNS)]
     lines.extend("\t".join(str(row[column]) for column in PLAN_COLUMNS) for row in rows)
