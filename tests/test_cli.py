@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.support.envoy import envoy_binary
+from tests.support.wait import free_port
 from tests.test_config import REPO, VALID, variant
 from xds.cli import _parser, main
 
@@ -257,3 +258,19 @@ def test_generated_bootstrap_passes_envoys_own_validation(tmp_path, capsys):
         [envoy_binary(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+# serve --------------------------------------------------------------------------------------------
+
+
+async def test_serve_on_the_quickstart_config_becomes_ready(xds_processes):
+    config = yaml.safe_load((REPO / "config" / "quickstart.yaml").read_text())
+    config["xds"]["listen"] = f"127.0.0.1:{free_port()}"  # the quickstart's own ports may be taken here
+    config["debug"]["listen"] = f"127.0.0.1:{free_port()}"
+    config["kafka_clusters"][0]["static"]["file"] = str(REPO / "config" / "quickstart-brokers.yaml")
+    server = await xds_processes(config)  # waits for /readyz 200
+    status, plan = await server.get("/debug/plan")
+    assert status == 200
+    assert [(row["cluster"], row["port"], row["upstream"]) for row in plan["rows"]] == [
+        ("kafka-a", 9091, "127.0.0.1:9092")
+    ]
