@@ -93,7 +93,7 @@ class UpstreamTls(_Model):
     key_file: str
 
 
-def is_host(host: str) -> bool:
+def _is_host(host: str) -> bool:
     """An IPv4 or IPv6 literal, or a DNS name as RFC 1123 allows (a trailing dot is fine)."""
     try:
         ipaddress.ip_address(host)
@@ -113,8 +113,8 @@ class StaticBroker(_Model):
     @field_validator("host")
     @classmethod
     def _host_is_an_address_or_a_name(cls, host: str, info: ValidationInfo) -> str:
-        if not is_host(host):
-            hint = " (the port goes in 'port')" if is_host(host.rpartition(":")[0].strip("[]")) else ""
+        if not _is_host(host):
+            hint = " (the port goes in 'port')" if _is_host(host.rpartition(":")[0].strip("[]")) else ""
             broker = info.data.get("id", "?")
             raise ValueError(f"expected an IP address or a DNS name for broker {broker}, got {host!r}{hint}")
         return host
@@ -403,11 +403,11 @@ def parse_static_brokers(content: bytes, origin: str, cluster: KafkaCluster) -> 
     except pydantic.ValidationError as err:
         first = describe_validation_error(err, raw, _PATTERNS)
         raise ConfigError(f"{origin}: {first.key}", first.problem) from None
-    check_static_brokers(cluster, brokers, f"{origin}: brokers")
+    _check_static_brokers(cluster, brokers, f"{origin}: brokers")
     return brokers
 
 
-def check_static_brokers(cluster: KafkaCluster, brokers: list[StaticBroker], key: str) -> None:
+def _check_static_brokers(cluster: KafkaCluster, brokers: list[StaticBroker], key: str) -> None:
     """A static broker's port is known when it is listed: one without a port is refused, not skipped."""
     for index, broker in enumerate(brokers):
         if cluster.broker_port(broker.id) is None:
@@ -440,7 +440,7 @@ def _check_clusters(raw: dict[str, Any], config: Config) -> None:
         _check_ports(key, cluster)
         _check_kraft(key, cluster)
         if cluster.static is not None and cluster.static.brokers is not None:
-            check_static_brokers(cluster, cluster.static.brokers, f"{key}.static.brokers")
+            _check_static_brokers(cluster, cluster.static.brokers, f"{key}.static.brokers")
         if "upstream_tls" not in cluster.model_fields_set and "upstream_tls" not in raw:
             raise ConfigError(
                 f"{key}.upstream_tls",

@@ -59,10 +59,10 @@ def read_yaml(content: bytes, origin: str) -> Any:
     except _DuplicateKey as err:
         raise ConfigError(origin, str(err)) from None
     except yaml.YAMLError as err:
-        raise ConfigError(origin, f"not valid YAML: {one_line(str(err))}") from None
+        raise ConfigError(origin, f"not valid YAML: {_one_line(str(err))}") from None
 
 
-def show(value: Any) -> str:
+def _show(value: Any) -> str:
     """A value as the user wrote it in YAML, short: containers are named, not dumped."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -122,7 +122,7 @@ def _expected(kind: str, ctx: dict[str, Any], patterns: Mapping[str, str]) -> st
         return patterns.get(pattern, f"a string matching {pattern}")
     template = _EXPECTED.get(kind)
     # Bounds of float fields come as 1.0: show them as the user would write them.
-    shown = {name: show(value) if isinstance(value, float) else value for name, value in ctx.items()}
+    shown = {name: _show(value) if isinstance(value, float) else value for name, value in ctx.items()}
     return None if template is None else template.format_map(shown)
 
 
@@ -145,18 +145,18 @@ def describe_validation_error(
         return ConfigError(key, "required key is missing")
     if kind in ("value_error", "assertion_error"):  # our validators say what they expect themselves
         message = str(detail["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        return ConfigError(key, one_line(message))
+        return ConfigError(key, _one_line(message))
     expected = _expected(kind, ctx, patterns or {})
     value = detail.get("input")
-    if kind == "too_short" and isinstance(value, list | tuple | dict):
+    if kind in ("too_short", "too_long") and isinstance(value, list | tuple | dict):
         got = "none" if not value else str(len(value))
     else:
-        got = show(value)
+        got = _show(value)
     if expected is None:  # a type we have not foreseen: pydantic's own words, still one line
-        return ConfigError(key, one_line(f"{detail['msg']}, got {got}"))
+        return ConfigError(key, _one_line(f"{detail['msg']}, got {got}"))
     if about_key:
         expected += " as key"
-    return ConfigError(key, one_line(f"expected {expected}, got {got}"))
+    return ConfigError(key, _one_line(f"expected {expected}, got {got}"))
 
 
 def _key_path(loc: list[Any], raw: Any) -> str:
@@ -173,5 +173,5 @@ def _key_path(loc: list[Any], raw: Any) -> str:
     return path.removeprefix(".") or "<top>"
 
 
-def one_line(text: str) -> str:
+def _one_line(text: str) -> str:
     return " ".join(text.split())
