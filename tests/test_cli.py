@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,16 @@ EXAMPLE = REPO / "config" / "example.yaml"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """check-config and bootstrap in process; serve in a process of its own, so that a config it
+    wrongly accepts fails the test instead of serving for ever."""
+    if argv[0] == "serve":
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "xds", *argv], capture_output=True, text=True, timeout=30, cwd=REPO
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"kafka-xds {' '.join(argv)} accepted the config and went on serving")
+        return done.returncode, done.stdout, done.stderr
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
@@ -163,6 +174,17 @@ def test_a_static_file_that_is_not_utf8_is_refused_at_start(tmp_path, capsys, co
     assert err == (
         f"kafka-xds: config error: kafka_clusters[1].static.file: {brokers}: "
         "expected UTF-8 text, got byte 0xff at offset 0\n"
+    )
+
+
+def test_a_static_file_broker_without_a_port_is_refused_by_check_config(tmp_path, capsys):
+    (tmp_path / "brokers.yaml").write_text("brokers: [{id: 10, host: 10.0.0.1, port: 9094}]\n")
+    path = write_config(tmp_path, variant(port_base=65530, static={"file": "brokers.yaml"}))
+    code, out, err = run(capsys, "check-config", "--config", str(path))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"kafka-xds: config error: kafka_clusters[1].static.file: {tmp_path / 'brokers.yaml'}: "
+        "brokers[0].id: broker id 10 has no port: port_base 65530 + 10 = 65540 is outside 1..65535\n"
     )
 
 
