@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -219,25 +220,6 @@ def test_check_config_refuses_a_malformed_static_file(tmp_path):
     assert "port" in result.stderr
 
 
-@pytest.mark.parametrize(("api", "api_type"), [([], "DELTA_GRPC"), (["--api", "sotw"], "GRPC")])
-def test_bootstrap_is_valid_for_envoy(tmp_path, api, api_type):
-    from tests.support.envoy import envoy_binary
-
-    result = _cli(
-        "bootstrap", "--node-id", "app-1", "--xds", "127.0.0.1:18000", "--xds", "127.0.0.2:18000", *api
-    )
-    assert result.returncode == 0, result.stderr
-    bootstrap = yaml.safe_load(result.stdout)
-    assert bootstrap["node"]["id"] == "app-1"
-    assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == api_type
-    path = tmp_path / "bootstrap.yaml"
-    path.write_text(result.stdout)
-    validated = subprocess.run(
-        [envoy_binary(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert validated.returncode == 0, validated.stdout + validated.stderr
-
-
 def _zookeeper(**settings: Any) -> dict[str, Any]:
     return variant(static=None, zookeeper={"hosts": "zk-1:2181,zk-2:2181", **settings})
 
@@ -261,14 +243,18 @@ def test_zookeeper_source_with_auth_and_tls_loads():
 @pytest.mark.parametrize(
     ("settings", "key", "problem"),
     [
-        ({"hosts": "zk-1:2181/kafka-b"}, "zookeeper.hosts", "put the chroot in 'chroot'"),
+        ({"hosts": "zk-1:2181/kafka-b"}, "zookeeper.hosts", "with the chroot in 'chroot'"),
         ({"hosts": "zk-1:2181,,zk-2:2181"}, "zookeeper.hosts", "'' is not HOST:PORT"),
         ({"hosts": "zk-1:99999"}, "zookeeper.hosts", "'zk-1:99999' is not HOST:PORT"),
-        ({"chroot": "kafka-b"}, "zookeeper.chroot", "must start with '/'"),
-        ({"chroot": "/"}, "zookeeper.chroot", "must start with '/'"),
-        ({"session_timeout_seconds": 0.1}, "zookeeper.session_timeout_seconds", "greater than or equal to 1"),
-        ({"startup_timeout_seconds": 0}, "zookeeper.startup_timeout_seconds", "greater than 0"),
-        ({"auth": {"username": "a:b", "password_file": "/p"}}, "zookeeper.auth.username", "should match"),
+        ({"chroot": "kafka-b"}, "zookeeper.chroot", "starts with '/'"),
+        ({"chroot": "/"}, "zookeeper.chroot", "does not end with '/'"),
+        (
+            {"session_timeout_seconds": 0.1},
+            "zookeeper.session_timeout_seconds",
+            "expected at least 1, got 0.1",
+        ),
+        ({"startup_timeout_seconds": 0}, "zookeeper.startup_timeout_seconds", "expected more than 0, got 0"),
+        ({"auth": {"username": "a:b", "password_file": "/p"}}, "zookeeper.auth.username", "without ':'"),
         ({"auth": {"username": "kafka-xds"}}, "zookeeper.auth.password_file", "required key is missing"),
         ({"tls": {"ca_file": "/ca.pem", "cert_file": "/c.pem"}}, "zookeeper.tls", "both 'cert_file' and"),
         ({"digest": {}}, "zookeeper.digest", "unknown key"),
@@ -332,3 +318,158 @@ def test_files_kafka_xds_reads_resolve_next_to_the_config_but_sidecar_paths_do_n
     assert kraft.sasl.password_file == str(folder / "kafka-password")
     assert config.debug.token_file == str(folder / "token")
     assert config.upstream_tls is not None and config.upstream_tls.ca_file == "ca.pem"  # the sidecar's path
+
+
+def test_xds_and_debug_servers_on_the_same_address_are_refused():
+    error = refused(variant(top_xds={"listen": "127.0.0.1:18000"}, top_debug={"listen": "127.0.0.1:18000"}))
+    assert error.key == "debug.listen"
+    assert (
+        error.problem
+        == "expected an address other than xds.listen's (127.0.0.1:18000), got '127.0.0.1:18000'"
+    )
+
+
+def test_a_wildcard_listen_address_overlaps_every_host_on_its_port():
+    error = refused(variant(top_xds={"listen": "0.0.0.0:18000"}, top_debug={"listen": "127.0.0.1:18000"}))
+    assert error.key == "debug.listen"
+
+
+def test_both_servers_on_port_0_get_a_free_port_each():
+    config = parse_config(variant(top_xds={"listen": "127.0.0.1:0"}, top_debug={"listen": "127.0.0.1:0"}))
+    assert config.debug.listen == "127.0.0.1:0"
+
+
+def _set(config: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """Set `a.b[1].c` in `config`, creating mappings on the way."""
+    target: Any = config
+    parts = [int(part) if part.isdigit() else part for part in re.split(r"\.|\[|\]\.?", path) if part]
+    for part in parts[:-1]:
+        target = target[part] if isinstance(part, int) else target.setdefault(part, {})
+    target[parts[-1]] = value
+    return config
+
+
+KRAFT = {"bootstrap_servers": ["kafka-b-0:9092"], "security_protocol": "SASL_SSL", "ssl": {}, "sasl": {}}
+SASL = {"mechanism": "PLAIN", "username": "u", "password_file": "/p"}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("xds.max_concurrent_streams", True, "an integer"),
+        ("xds.keepalive_time_seconds", True, "a number"),
+        ("debug.listen", 19000, "a string"),
+        ("dns.refresh_seconds", False, "a number"),
+        ("sidecar.keepalive_probes", "3", "an integer"),
+        ("upstream_tls.ca_file", 1, "a string"),
+        ("kafka_clusters[1].port_base", True, "an integer"),
+        ("kafka_clusters[1].max_broker_id", "99", "an integer"),
+        ("kafka_clusters[1].upstream_port", 9094.0, "an integer"),
+        ("kafka_clusters[1].removal_grace_seconds", True, "a number"),
+        ("kafka_clusters[1].client_listener", 1, "a string"),
+        ("kafka_clusters[1].static.poll_interval_seconds", True, "a number"),
+        ("kafka_clusters[1].static.brokers[0].id", True, "an integer"),
+        ("kafka_clusters[1].static.brokers[0].port", "9094", "an integer"),
+        ("kafka_clusters[1].static.brokers[0].rack", 1, "a string"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_not_converted(path, value, expected):
+    error = refused(_set(copy.deepcopy(VALID), path, value))
+    assert error.key == path
+    assert error.problem.startswith(f"expected {expected}, got ")
+
+
+@pytest.mark.parametrize(
+    ("source", "path", "value", "expected"),
+    [
+        ({"hosts": "zk:2181"}, "zookeeper.session_timeout_seconds", True, "a number"),
+        ({"hosts": "zk:2181"}, "zookeeper.hosts", 2181, "a string"),
+        ({"hosts": "zk:2181", "auth": {"password_file": "/p"}}, "zookeeper.auth.username", 7, "a string"),
+        (
+            {"hosts": "zk:2181", "tls": {"ca_file": "/ca"}},
+            "zookeeper.tls.check_hostname",
+            "no",
+            "true or false",
+        ),
+        ({"kraft": KRAFT | {"sasl": SASL}}, "kraft.upstream_port", True, "an integer"),
+        ({"kraft": KRAFT | {"sasl": SASL}}, "kraft.ssl.check_hostname", 1, "true or false"),
+        ({"kraft": KRAFT | {"sasl": SASL}}, "kraft.sasl.username", 1, "a string"),
+        ({"kraft": KRAFT | {"sasl": SASL}}, "kraft.poll_interval_seconds", True, "a number"),
+    ],
+)
+def test_source_settings_of_the_wrong_type_are_refused(source, path, value, expected):
+    kind = "kraft" if "kraft" in source else "zookeeper"
+    config = variant(static=None, **{kind: copy.deepcopy(source.get(kind, source))})
+    error = refused(_set(config, f"kafka_clusters[1].{path}", value))
+    assert error.key == f"kafka_clusters[1].{path}"
+    assert error.problem.startswith(f"expected {expected}, got ")
+
+
+def test_floats_accept_integers():
+    config = parse_config(_set(copy.deepcopy(VALID), "kafka_clusters[1].removal_grace_seconds", 60))
+    assert config.kafka_clusters[1].removal_grace_seconds == 60.0
+
+
+def test_loopback_ip_must_be_written_as_an_address_not_a_number():
+    error = refused(variant(loopback_ip=2130706443))
+    assert error.key == "kafka_clusters[1].loopback_ip"
+    assert error.problem == "expected an IPv4 address inside 127.0.0.0/8, got 2130706443"
+
+
+def test_negative_broker_id_in_broker_ports_is_refused():
+    error = refused(variant(broker_ports={-1: 9101}))
+    assert error.key == "kafka_clusters[1].broker_ports"
+    assert error.problem == "expected broker ids >= 0, got -1"
+
+
+def _static(*brokers: dict[str, Any], **cluster: Any) -> dict[str, Any]:
+    return variant(static={"brokers": list(brokers)}, **cluster)
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1:9094", "not a host!", "", "-broker.example", "a..b", "[::1]"])
+def test_static_broker_host_that_is_no_address_or_name_is_refused(host):
+    error = refused(_static({"id": 4, "host": host, "port": 9094}))
+    assert error.key == "kafka_clusters[1].static.brokers[0].host"
+    assert error.problem.startswith(f"expected an IP address or a DNS name for broker 4, got {host!r}")
+
+
+def test_static_broker_host_with_a_port_is_told_where_the_port_goes():
+    error = refused(_static({"id": 4, "host": "10.0.0.1:9094", "port": 9094}))
+    assert error.problem.endswith("(the port goes in 'port')")
+
+
+@pytest.mark.parametrize(
+    "host", ["10.0.0.1", "::1", "fd00::7", "kafka-0.kafka.svc.cluster.local", "broker1."]
+)
+def test_static_broker_host_may_be_an_ip_literal_or_a_dns_name(host):
+    config = parse_config(_static({"id": 4, "host": host, "port": 9094}))
+    assert config.kafka_clusters[1].static.brokers[0].host == host  # type: ignore[union-attr,index]
+
+
+def test_duplicate_static_broker_id_is_refused():
+    error = refused(
+        _static({"id": 1, "host": "10.0.0.1", "port": 9094}, {"id": 1, "host": "10.0.0.2", "port": 9094})
+    )
+    assert error.key == "kafka_clusters[1].static.brokers"
+    assert error.problem == "expected unique broker ids, got id 1 at brokers[0] and brokers[1]"
+
+
+@pytest.mark.parametrize(
+    ("broker_id", "cluster", "why"),
+    [
+        (10, {"port_base": 65530}, "port_base 65530 + 10 = 65540 is outside 1..65535"),
+        (70000, {}, "port_base 9090 + 70000 = 79090 is outside 1..65535"),
+        (100, {"max_broker_id": 99}, "it is above max_broker_id 99 and not in broker_ports"),
+    ],
+)
+def test_static_broker_without_a_port_is_refused_at_load(broker_id, cluster, why):
+    error = refused(_static({"id": broker_id, "host": "10.0.0.1", "port": 9094}, **cluster))
+    assert error.key == "kafka_clusters[1].static.brokers[0].id"
+    assert error.problem == f"broker id {broker_id} has no port: {why}"
+
+
+def test_static_broker_above_max_broker_id_with_its_own_port_is_accepted():
+    config = parse_config(
+        _static({"id": 100, "host": "10.0.0.1", "port": 9094}, max_broker_id=99, broker_ports={100: 9200})
+    )
+    assert config.kafka_clusters[1].broker_port(100) == 9200

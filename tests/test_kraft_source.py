@@ -349,7 +349,7 @@ def test_decode_metadata_takes_aiokafkas_answer_and_rejects_broken_ones():
             "required key is missing",
         ),
         ({"security_protocol": "SSL", "ssl": {"cert_file": "c.pem"}}, "kraft.ssl", "both 'cert_file'"),
-        ({"poll_interval_seconds": 0}, "kraft.poll_interval_seconds", "greater than or equal"),
+        ({"poll_interval_seconds": 0}, "kraft.poll_interval_seconds", "expected at least 0.1, got 0"),
         ({"unknown": 1}, "kraft.unknown", "unknown key"),
     ],
 )

@@ -92,16 +92,35 @@ async def test_deleted_file_keeps_the_last_good_brokers(following):
     assert "cannot read" in (stale.error or "")
 
 
-async def test_duplicate_ids_are_skipped_with_reason(tmp_path):
-    file = write_static_brokers(
-        tmp_path / "dup.yaml",
-        [{"id": 1, "host": "10.0.0.1", "port": 9094}, {"id": 1, "host": "10.0.0.2", "port": 9094}],
-    )
-    published = Published()
-    task = asyncio.create_task(_source(file).run(published))
-    topology = await published.next()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert [str(b.endpoint("MESH")) for b in topology.brokers] == ["10.0.0.1:9094"]
-    assert topology.skipped[0].reason == "duplicate broker id 1"
+@pytest.mark.parametrize(
+    ("brokers", "problem"),
+    [
+        (
+            [{"id": 1, "host": "10.0.0.1", "port": 9094}, {"id": 1, "host": "10.0.0.2", "port": 9094}],
+            "expected unique broker ids, got id 1 at brokers[0] and brokers[1]",
+        ),
+        (
+            [{"id": 2, "host": "10.0.0.2:9094", "port": 9094}],
+            "expected an IP address or a DNS name for broker 2",
+        ),
+        ([{"id": 70000, "host": "10.0.0.2", "port": 9094}], "broker id 70000 has no port"),
+    ],
+)
+async def test_an_edit_check_config_would_refuse_keeps_the_last_good_brokers(following, brokers, problem):
+    file, published = following
+    await published.next()
+    write_static_brokers(file, brokers)
+    stale = await published.next()
+    assert stale.state is SourceState.STALE
+    assert [str(b.endpoint("MESH")) for b in stale.brokers] == ["10.0.0.1:9094"]
+    assert problem in (stale.error or "")
+
+
+async def test_an_edit_that_is_not_utf8_keeps_the_last_good_brokers(following):
+    file, published = following
+    await published.next()
+    file.write_bytes("brokers: [{id: 1, host: 10.0.0.1, port: 9094, rack: zürich}]\n".encode("latin-1"))
+    stale = await published.next()
+    assert stale.state is SourceState.STALE
+    assert [b.broker_id for b in stale.brokers] == [1]
+    assert "expected UTF-8 text" in (stale.error or "")

@@ -57,6 +57,36 @@ API_TYPES = {"delta": ApiConfigSourceApiType.DELTA_GRPC, "sotw": ApiConfigSource
 DEFAULT_API = "delta"
 
 
+class BootstrapError(ValueError):
+    """An argument Envoy would refuse, or that would point the sidecar nowhere; named by its option."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+        self.problem = problem
+
+
+def _check_arguments(node_id: str, xds_servers: Sequence[str], node_cluster: str, admin: str) -> None:
+    # Envoy refuses an empty node id or cluster at start ("node 'id' and 'cluster' are required"):
+    # in Kubernetes an unset $POD_NAME would otherwise become a crash-looping sidecar.
+    for option, value in (("--node-id", node_id), ("--node-cluster", node_cluster)):
+        if not value.strip():
+            raise BootstrapError(option, "must not be empty")
+    if not xds_servers:
+        raise BootstrapError("--xds", "give at least one kafka-xds replica (HOST:PORT)")
+    for server in xds_servers:
+        try:
+            _, port = parse_listen(server)
+        except ValueError as err:
+            raise BootstrapError("--xds", str(err)) from None
+        if port == 0:  # port 0 means "any free port" only where kafka-xds itself listens
+            raise BootstrapError("--xds", f"expected a port in 1..65535, got {server!r}")
+    try:
+        parse_listen(admin)
+    except ValueError as err:
+        raise BootstrapError("--admin", str(err)) from None
+
+
 def build_bootstrap(
     node_id: str,
     xds_servers: Sequence[str],
@@ -65,7 +95,10 @@ def build_bootstrap(
     api: str = DEFAULT_API,
 ) -> Bootstrap:
     """A bootstrap whose only static resource is the cluster of kafka-xds replicas; `api` is
-    "delta" (incremental ADS) or "sotw" (state-of-the-world ADS)."""
+    "delta" (incremental ADS) or "sotw" (state-of-the-world ADS).
+
+    Raises BootstrapError for an argument the sidecar could not start or connect with."""
+    _check_arguments(node_id, xds_servers, node_cluster, admin)
     ads = ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
     endpoints = [LbEndpoint(endpoint=Endpoint(address=_address(server))) for server in xds_servers]
     all_ips = all(HostPort(*parse_listen(server)).is_ip for server in xds_servers)

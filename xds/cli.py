@@ -1,6 +1,7 @@
 """`kafka-xds` (and `python -m xds`): serve, check-config, bootstrap.
 
-Configuration problems end the process with exit code 2 and one line naming the key; no traceback.
+Configuration and argument problems end the process with exit code 2 and one line naming the key or
+the option; no traceback.
 """
 
 from __future__ import annotations
@@ -8,16 +9,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from xds import __version__
-from xds.config import Config, ConfigError, KafkaCluster, load_config, load_static_brokers
+from xds.config import Config, ConfigError, KafkaCluster, StaticBroker, load_config, load_static_brokers
 from xds.log import configure
-from xds.plan import ClusterPlan, format_plan_table, plan_rows
+from xds.plan import ClusterPlan, format_plan_table, plan_rows, rows_for_ids
 
 EXIT_CONFIG = 2
+_MAX_IDS = 10_000  # --ids 0-4294967295 would print forever
+
+
+class _UsageError(Exception):
+    """A command-line argument problem: `kafka-xds COMMAND: --option: problem`."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,31 +38,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"kafka-xds: config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except _UsageError as err:
+        print(f"kafka-xds {args.command}: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     return result
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kafka-xds", description=__doc__)
     parser.add_argument("--version", action="version", version=f"kafka-xds {__version__}")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
-    serve = commands.add_parser("serve", help="run the control plane")
-    serve.add_argument("--config", required=True, type=Path)
-    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
+    serve = commands.add_parser(
+        "serve", help="run the control plane", description="Run the control plane until SIGTERM."
+    )
+    serve.add_argument("--config", required=True, type=Path, metavar="FILE", help="the config file")
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="the lowest level logged (default: warning)",
+    )
+    serve.add_argument(
+        "--log-format", default="logfmt", choices=["logfmt", "json"], help="log line format (default: logfmt)"
+    )
     serve.set_defaults(run=_serve)
 
-    check = commands.add_parser("check-config", help="validate a config and print the address plan")
-    check.add_argument("config", type=Path)
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config and print the address plan",
+        description="Validate a config (and the files it names) as serve would, and print the address "
+        "plan: which loopback address each broker gets. Static clusters list their brokers; ZooKeeper "
+        "and KRaft brokers are known only at run time, so pass --ids to print theirs.",
+    )
+    check.add_argument("config", nargs="?", type=Path, metavar="FILE", help="the config file (or --config)")
+    check.add_argument(
+        "--config", dest="config_option", type=Path, metavar="FILE", help="the config file, as for serve"
+    )
     check.add_argument("--plan", action="store_true", help="print only the plan table (tab-separated)")
-    check.add_argument("--json", action="store_true", help="print the plan as JSON")
+    check.add_argument("--json", action="store_true", help="print the clusters and their plan as JSON")
+    check.add_argument(
+        "--ids",
+        metavar="IDS",
+        help="print the plan of these broker ids in every cluster, registered or not: ids and ranges "
+        "such as 1-6 or 0-2,5 (status 'planned' for a broker not known here)",
+    )
     check.set_defaults(run=_check_config)
 
-    boot = commands.add_parser("bootstrap", help="print an Envoy bootstrap (YAML) for a sidecar")
-    boot.add_argument("--node-id", required=True)
-    boot.add_argument("--xds", action="append", metavar="HOST:PORT", help="a kafka-xds replica (repeatable)")
-    boot.add_argument("--node-cluster", default="kafka-clients")
-    boot.add_argument("--admin", default="127.0.0.1:9901", metavar="HOST:PORT")
+    boot = commands.add_parser(
+        "bootstrap",
+        help="print an Envoy bootstrap (YAML) for a sidecar",
+        description="Print the Envoy bootstrap of a sidecar: ADS against the kafka-xds replicas.",
+    )
+    boot.add_argument("--node-id", required=True, help="this sidecar's node id, unique (e.g. the pod name)")
+    boot.add_argument(
+        "--xds",
+        action="append",
+        metavar="HOST:PORT",
+        help="a kafka-xds replica, repeatable (default: 127.0.0.1:18000)",
+    )
+    boot.add_argument(
+        "--node-cluster", default="kafka-clients", help="the node's cluster name (default: kafka-clients)"
+    )
+    boot.add_argument("--admin", default="127.0.0.1:9901", metavar="HOST:PORT", help="Envoy's admin address")
     boot.add_argument(
         "--api",
         choices=["delta", "sotw"],
@@ -68,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
     from xds.server import StartupError
 
     config = load_config(args.config)
-    _check_static_files(config)
+    _read_local_files(config)
     configure(args.log_level, args.log_format)
     try:
         asyncio.run(serve(config))
@@ -78,38 +126,53 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_static_files(config: Config) -> None:
+def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
+    """What serve reads at start besides the config, read the same way: the static broker files
+    (returned by cluster name) and the debug token (never shown)."""
+    entries: dict[str, list[StaticBroker]] = {}
     for index, cluster in enumerate(config.kafka_clusters):
         if cluster.static is not None and cluster.static.file is not None:
             try:
-                load_static_brokers(Path(cluster.static.file))
+                entries[cluster.name] = load_static_brokers(Path(cluster.static.file), cluster)
             except ConfigError as err:
                 raise ConfigError(f"kafka_clusters[{index}].static.file", str(err)) from None
+        elif cluster.static is not None and cluster.static.brokers is not None:
+            entries[cluster.name] = cluster.static.brokers
+    if config.debug.token_file is not None:
+        from xds.debug.server import read_token
+
+        read_token(config.debug.token_file)
+    return entries
 
 
-def _static_plans(config: Config) -> list[ClusterPlan]:
+def _static_plans(config: Config, entries: dict[str, list[StaticBroker]]) -> dict[str, ClusterPlan]:
     """The plan of every static cluster, computed the way the server does (DNS names not resolved)."""
     from xds.grace import GraceState
     from xds.plan import plan_cluster
     from xds.sources.static import brokers_from_static
 
-    plans = []
+    plans = {}
     for cluster in config.kafka_clusters:
-        if cluster.static is None:
-            continue
-        entries = cluster.static.brokers
-        if entries is None:
-            assert cluster.static.file is not None
-            entries = load_static_brokers(Path(cluster.static.file))
-        topology = brokers_from_static(cluster, entries)
-        plans.append(plan_cluster(cluster, topology, GraceState(cluster.removal_grace_seconds)))
+        if cluster.name in entries:
+            topology = brokers_from_static(cluster, entries[cluster.name])
+            grace = GraceState(cluster.removal_grace_seconds)
+            plans[cluster.name] = plan_cluster(cluster, topology, grace)
     return plans
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    _check_static_files(config)
-    plans = {plan.cluster: plan for plan in _static_plans(config)}
+    path = _config_path(args)
+    ids = _parse_ids(args.ids) if args.ids is not None else None
+    config = load_config(path)
+    plans = _static_plans(config, _read_local_files(config))
+    rows = {cluster.name: _rows(cluster, plans.get(cluster.name), ids) for cluster in config.kafka_clusters}
+    unlisted = [cluster.name for cluster in config.kafka_clusters if cluster.name not in plans]
+    if ids is None and unlisted and (args.json or args.plan):
+        print(
+            f"kafka-xds check-config: {', '.join(unlisted)}: brokers are known only at run time; "
+            "pass --ids (e.g. --ids 1-6) to print their addresses",
+            file=sys.stderr,
+        )
     if args.json:
         clusters = [
             {
@@ -117,23 +180,77 @@ def _check_config(args: argparse.Namespace) -> int:
                 "source": cluster.source_kind,
                 "loopback_ip": str(cluster.loopback_ip),
                 "port_rule": _port_rule(cluster),
-                "brokers": plan_rows([plans[cluster.name]]) if cluster.name in plans else [],
+                "brokers": rows[cluster.name],
+                "mismatches": _mismatches(plans.get(cluster.name)),
             }
             for cluster in config.kafka_clusters
         ]
         print(json.dumps({"clusters": clusters}, indent=2))
         return 0
     if not args.plan:
-        print(f"{args.config}: OK, {len(config.kafka_clusters)} Kafka cluster(s)")
+        print(f"{path}: OK, {len(config.kafka_clusters)} Kafka cluster(s)")
         for cluster in config.kafka_clusters:
             tls = "mTLS" if config.tls_for(cluster) else "PLAIN TCP"
             source = f"{cluster.source_kind} source"
             print(f"  {cluster.name}: {source}, {cluster.loopback_ip}, {_port_rule(cluster)}, {tls}")
-            for skipped in plans[cluster.name].skipped if cluster.name in plans else ():
+            plan = plans.get(cluster.name)
+            for skipped in plan.skipped if plan is not None else ():
                 print(f"    skipped {skipped.where}: {skipped.reason}")
+            for mismatch in plan.mismatches if plan is not None else ():
+                print(f"    plan mismatch: {mismatch.describe()}")
+            if ids is None and cluster.name in unlisted:
+                print("    brokers known only at run time: pass --ids (e.g. --ids 1-6) for their addresses")
         print()
-    sys.stdout.write(format_plan_table(plan_rows(plans.values())))
+    sys.stdout.write(format_plan_table(row for name in rows for row in rows[name]))
     return 0
+
+
+def _mismatches(plan: ClusterPlan | None) -> list[dict[str, str | int | None]]:
+    return [
+        {
+            "broker_id": mismatch.broker_id,
+            "listener": mismatch.listener,
+            "advertised": str(mismatch.advertised) if mismatch.advertised else None,
+            "planned": str(mismatch.planned),
+        }
+        for mismatch in (plan.mismatches if plan is not None else ())
+    ]
+
+
+def _rows(
+    cluster: KafkaCluster, plan: ClusterPlan | None, ids: Sequence[int] | None
+) -> list[dict[str, str | int]]:
+    if ids is None:
+        return plan_rows([plan]) if plan is not None else []
+    try:
+        return rows_for_ids(cluster, ids, plan)
+    except ValueError as err:
+        raise _UsageError("--ids", str(err)) from None
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    given: list[Path] = [path for path in (args.config, args.config_option) if path is not None]
+    if not given:
+        raise _UsageError("--config", "give the config file (kafka-xds check-config --config FILE)")
+    if len(given) == 2 and given[0] != given[1]:
+        raise _UsageError("--config", f"give one config file, got {given[0]} and {given[1]}")
+    return given[0]
+
+
+def _parse_ids(text: str) -> list[int]:
+    """`1-6`, `0-2,5`: sorted, without repeats."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            raise _UsageError("--ids", f"expected ids and ranges such as 1-6 or 0-2,5, got {text!r}")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise _UsageError("--ids", f"expected a range from low to high, got {part.strip()!r}")
+        if last - first + 1 + len(ids) > _MAX_IDS:
+            raise _UsageError("--ids", f"expected at most {_MAX_IDS} ids, got {text!r}")
+        ids.update(range(first, last + 1))
+    return sorted(ids)
 
 
 def _port_rule(cluster: KafkaCluster) -> str:
@@ -145,13 +262,13 @@ def _port_rule(cluster: KafkaCluster) -> str:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from xds.bootstrap import bootstrap_yaml, build_bootstrap
+    from xds.bootstrap import BootstrapError, bootstrap_yaml, build_bootstrap
 
     try:
         bootstrap = build_bootstrap(
             args.node_id, args.xds or ["127.0.0.1:18000"], args.node_cluster, args.admin, args.api
         )
-    except ValueError as err:
-        raise ConfigError("--xds/--admin", str(err)) from None
+    except BootstrapError as err:
+        raise _UsageError(err.option, err.problem) from None
     sys.stdout.write(bootstrap_yaml(bootstrap))
     return 0

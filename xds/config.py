@@ -1,41 +1,39 @@
 """The configuration file: pydantic models at the boundary, and every check that spans keys.
 
 `load_config` either returns a `Config` that the rest of the program can trust, or raises
-`ConfigError` naming one key and one problem (the CLI prints it as one line and exits 2).
+`ConfigError` naming one key and one problem (the CLI prints it as one line and exits 2). Types are
+strict: YAML's `true` is not a port, `"9090"` is not a number (floats do accept integers).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from xds.configfile import ConfigError as ConfigError
+from xds.configfile import describe_validation_error, read_yaml
 
 KAFKA_MAX_IDLE_SECONDS = 600  # Kafka's connections.max.idle.ms default: never cut a connection sooner
 _NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_USERNAME_PATTERN = r"^[^:]+$"
+_PATTERNS = {
+    _NAME_PATTERN: "lowercase letters, digits and '-', starting and ending with a letter or digit",
+    _USERNAME_PATTERN: "a name without ':'",
+}
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 Port = Annotated[int, Field(ge=1, le=65535)]
 _M = TypeVar("_M", bound=BaseModel)
-# libyaml's parser where PyYAML was built with it: static broker files grow with the brokers, and the
-# pure-Python parser takes about 50 ms per 100 brokers, a large part of a replica's start.
-_BROKER_FILE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class ConfigError(Exception):
-    """A configuration problem, reported as `key: problem` on one line."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -45,7 +43,7 @@ def parse_listen(value: str) -> tuple[str, int]:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is outside 0..65535")
+        raise ValueError(f"expected HOST:PORT with a port in 0..65535, got {value!r}")
     return host.strip("[]"), port
 
 
@@ -116,21 +114,55 @@ class UpstreamTls(_Model):
     key_file: str
 
 
+def _is_host(host: str) -> bool:
+    """An IPv4 or IPv6 literal, or a DNS name as RFC 1123 allows (a trailing dot is fine)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        name = host.removesuffix(".")
+        return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
+    return True
+
+
 class StaticBroker(_Model):
     id: int = Field(ge=0)
-    host: str = Field(min_length=1)
+    host: str
     port: Port
     rack: str | None = None
     listeners: dict[str, ListenAddress] = Field(default_factory=dict)  # other listeners, name -> HOST:PORT
 
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_address_or_a_name(cls, host: str, info: ValidationInfo) -> str:
+        if not _is_host(host):
+            hint = " (the port goes in 'port')" if _is_host(host.rpartition(":")[0].strip("[]")) else ""
+            broker = info.data.get("id", "?")
+            raise ValueError(f"expected an IP address or a DNS name for broker {broker}, got {host!r}{hint}")
+        return host
+
+
+def _unique_broker_ids(brokers: list[StaticBroker]) -> list[StaticBroker]:
+    first: dict[int, int] = {}
+    for index, broker in enumerate(brokers):
+        if broker.id in first:
+            raise ValueError(
+                f"expected unique broker ids, got id {broker.id} at brokers[{first[broker.id]}] "
+                f"and brokers[{index}]"
+            )
+        first[broker.id] = index
+    return brokers
+
+
+StaticBrokers = Annotated[list[StaticBroker], pydantic.AfterValidator(_unique_broker_ids)]
+
 
 class StaticBrokerFile(_Model):
-    brokers: list[StaticBroker]
+    brokers: StaticBrokers
 
 
 class StaticSource(_Model):
     file: str | None = None
-    brokers: list[StaticBroker] | None = None
+    brokers: StaticBrokers | None = None
     poll_interval_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
@@ -143,7 +175,7 @@ class StaticSource(_Model):
 class ZookeeperDigestAuth(_Model):
     """ZooKeeper `digest` authentication; the password is read from a file, never from the config."""
 
-    username: str = Field(min_length=1, pattern=r"^[^:]+$")
+    username: str = Field(min_length=1, pattern=_USERNAME_PATTERN)
     password_file: str = Field(min_length=1)
 
 
@@ -170,7 +202,7 @@ class ZookeeperTls(_ClientTls):
 def _check_zookeeper_hosts(hosts: str) -> str:
     """`host:port,host:port` as in a broker's zookeeper.connect, but without its chroot."""
     if "/" in hosts:
-        raise ValueError("put the chroot in 'chroot', not at the end of 'hosts'")
+        raise ValueError(f"expected HOST:PORT,... with the chroot in 'chroot', got {hosts!r}")
     for entry in hosts.split(","):
         try:
             parsed = urllib.parse.urlsplit("zk://" + entry.strip())
@@ -178,7 +210,7 @@ def _check_zookeeper_hosts(hosts: str) -> str:
         except ValueError:
             parsed, port = None, None
         if parsed is None or not parsed.hostname or (port is not None and port < 1):
-            raise ValueError(f"{entry.strip()!r} is not HOST:PORT")
+            raise ValueError(f"expected HOST:PORT,..., got {hosts!r} ({entry.strip()!r} is not HOST:PORT)")
     return hosts
 
 
@@ -194,7 +226,10 @@ class ZookeeperSource(_Model):
     @classmethod
     def _chroot_is_absolute(cls, chroot: str) -> str:
         if chroot and (not chroot.startswith("/") or chroot.endswith("/") or "//" in chroot):
-            raise ValueError("must start with '/' and not end with '/' (e.g. /kafka-a)")
+            raise ValueError(
+                f"expected a path that starts with '/' and does not end with '/' (e.g. /kafka-a), "
+                f"got {chroot!r}"
+            )
         return chroot
 
 
@@ -269,7 +304,7 @@ SOURCE_KINDS = ("static", "zookeeper", "kraft")
 
 class KafkaCluster(_Model):
     name: str = Field(pattern=_NAME_PATTERN, max_length=63)
-    loopback_ip: ipaddress.IPv4Address
+    loopback_ip: ipaddress.IPv4Address = Field(strict=False)  # YAML gives a string: see _loopback_ip_text
     port_base: int = Field(ge=0, le=65535)
     max_broker_id: int | None = Field(default=None, ge=0)
     broker_ports: dict[int, Port] = Field(default_factory=dict)  # broker id -> port, overrides port_base
@@ -284,12 +319,27 @@ class KafkaCluster(_Model):
     zookeeper: ZookeeperSource | None = None
     kraft: KraftSource | None = None
 
+    @field_validator("loopback_ip", mode="before")
+    @classmethod
+    def _loopback_ip_text(cls, ip: object) -> object:
+        if not isinstance(ip, str | ipaddress.IPv4Address):  # lax mode alone would take 2130706442
+            raise ValueError(f"expected an IPv4 address inside 127.0.0.0/8, got {ip!r}")
+        return ip
+
     @field_validator("loopback_ip")
     @classmethod
     def _on_loopback(cls, ip: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
         if ip not in ipaddress.IPv4Network("127.0.0.0/8"):
-            raise ValueError(f"{ip} is not inside 127.0.0.0/8")
+            raise ValueError(f"expected an address inside 127.0.0.0/8, got {ip}")
         return ip
+
+    @field_validator("broker_ports")
+    @classmethod
+    def _broker_ids_are_not_negative(cls, ports: dict[int, int]) -> dict[int, int]:
+        for broker_id in ports:
+            if broker_id < 0:
+                raise ValueError(f"expected broker ids >= 0, got {broker_id}")
+        return ports
 
     @property
     def source_kind(self) -> str:
@@ -299,6 +349,24 @@ class KafkaCluster(_Model):
     def highest_broker_id(self) -> int:
         """The highest broker id that gets a port from port_base (the port range's top end)."""
         return self.max_broker_id if self.max_broker_id is not None else 65535 - self.port_base
+
+    def broker_port(self, broker_id: int) -> int | None:
+        """The planned port of a broker, or None when its id has no port in this cluster's plan."""
+        if broker_id in self.broker_ports:
+            return self.broker_ports[broker_id]
+        if broker_id < 0 or broker_id > self.highest_broker_id:
+            return None
+        port = self.port_base + broker_id
+        return port if 1 <= port <= 65535 else None
+
+    def no_port_reason(self, broker_id: int) -> str:
+        """Why `broker_port(broker_id)` is None, for error messages and logs."""
+        if self.max_broker_id is not None and broker_id > self.max_broker_id:
+            why = f"it is above max_broker_id {self.max_broker_id} and not in broker_ports"
+        else:
+            top = self.port_base + broker_id
+            why = f"port_base {self.port_base} + {broker_id} = {top} is outside 1..65535"
+        return f"broker id {broker_id} has no port: {why}"
 
 
 class Config(_Model):
@@ -320,48 +388,58 @@ class Config(_Model):
 
 
 def load_config(path: str | Path) -> Config:
-    """Read, validate and cross-check a config file; raise ConfigError for the first problem."""
+    """Read, validate and cross-check a config file; raise ConfigError for the first problem.
+
+    Relative paths of files kafka-xds reads resolve against the config file's folder."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(str(path), f"cannot read: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(str(path), f"not valid YAML: {_one_line(str(err))}") from None
-    return parse_config(raw, base_dir=path.parent)
+    raw = read_yaml(_read_bytes(path), str(path))
+    return parse_config(raw, base_dir=path.absolute().parent)
 
 
 def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
+    """Validate a parsed config; without `base_dir`, relative paths are from the working directory."""
     if not isinstance(raw, dict):
         raise ConfigError("<top>", "the config must be a mapping with at least 'kafka_clusters'")
     try:
         config = Config.model_validate(raw)
     except pydantic.ValidationError as err:
-        raise _first_error(err) from None
+        raise describe_validation_error(err, raw, _PATTERNS) from None
     _check_clusters(raw, config)
-    if base_dir is not None:
-        config = _resolve_local_files(config, base_dir)
-    return config
+    _check_listen_addresses(config)
+    return _resolve_local_files(config, base_dir or Path.cwd())
 
 
-def load_static_brokers(path: Path) -> list[StaticBroker]:
-    """The brokers of a static source file. Raises ConfigError naming the file."""
+def load_static_brokers(path: Path, cluster: KafkaCluster) -> list[StaticBroker]:
+    """The brokers of a static source file, checked against the cluster's plan; ConfigError names
+    the file and the key."""
+    return parse_static_brokers(_read_bytes(path), str(path), cluster)
+
+
+def parse_static_brokers(content: bytes, origin: str, cluster: KafkaCluster) -> list[StaticBroker]:
+    raw = read_yaml(content, origin)
+    if not isinstance(raw, dict):
+        raise ConfigError(origin, "expected a mapping with 'brokers', a list of brokers")
     try:
-        content = path.read_bytes()
+        brokers = StaticBrokerFile.model_validate(raw).brokers
+    except pydantic.ValidationError as err:
+        first = describe_validation_error(err, raw, _PATTERNS)
+        raise ConfigError(f"{origin}: {first.key}", first.problem) from None
+    _check_static_brokers(cluster, brokers, f"{origin}: brokers")
+    return brokers
+
+
+def _check_static_brokers(cluster: KafkaCluster, brokers: list[StaticBroker], key: str) -> None:
+    """A static broker's port is known when it is listed: one without a port is refused, not skipped."""
+    for index, broker in enumerate(brokers):
+        if cluster.broker_port(broker.id) is None:
+            raise ConfigError(f"{key}[{index}].id", cluster.no_port_reason(broker.id))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
     except OSError as err:
         raise ConfigError(str(path), f"cannot read: {err.strerror or err}") from None
-    return parse_static_brokers(content, str(path))
-
-
-def parse_static_brokers(content: bytes, origin: str) -> list[StaticBroker]:
-    try:
-        raw = yaml.load(content, Loader=_BROKER_FILE_LOADER)
-        return StaticBrokerFile.model_validate(raw).brokers
-    except yaml.YAMLError as err:
-        raise ConfigError(origin, f"not valid YAML: {_one_line(str(err))}") from None
-    except pydantic.ValidationError as err:
-        first = _first_error(err)
-        raise ConfigError(f"{origin}: {first.key}", first.problem) from None
 
 
 def _check_clusters(raw: dict[str, Any], config: Config) -> None:
@@ -382,18 +460,35 @@ def _check_clusters(raw: dict[str, Any], config: Config) -> None:
         ips[cluster.loopback_ip] = index
         _check_ports(key, cluster)
         _check_kraft(key, cluster)
+        if cluster.static is not None and cluster.static.brokers is not None:
+            _check_static_brokers(cluster, cluster.static.brokers, f"{key}.static.brokers")
         if "upstream_tls" not in cluster.model_fields_set and "upstream_tls" not in raw:
             raise ConfigError(
                 f"{key}.upstream_tls",
                 "missing: set upstream_tls (globally or per cluster), or null for plain TCP",
             )
-    for listen_key, listen in (("xds.listen", config.xds.listen), ("debug.listen", config.debug.listen)):
+
+
+_ANY_HOST = frozenset({"0.0.0.0", "::"})
+
+
+def _check_listen_addresses(config: Config) -> None:
+    """The two servers kafka-xds runs need addresses of their own, clear of every broker port."""
+    listens = (("xds.listen", config.xds.listen), ("debug.listen", config.debug.listen))
+    for listen_key, listen in listens:
         host, port = parse_listen(listen)
         for index, cluster in enumerate(config.kafka_clusters):
             if host == str(cluster.loopback_ip) and port in _port_range(cluster):
                 raise ConfigError(
                     listen_key, f"{listen} overlaps the broker port range of {cluster.name!r} (index {index})"
                 )
+    (xds_host, xds_port), (debug_host, debug_port) = (parse_listen(listen) for _, listen in listens)
+    same_host = xds_host == debug_host or {xds_host, debug_host} & _ANY_HOST
+    if xds_port == debug_port and xds_port != 0 and same_host:  # port 0: each gets a free port
+        raise ConfigError(
+            "debug.listen",
+            f"expected an address other than xds.listen's ({config.xds.listen}), got {config.debug.listen!r}",
+        )
 
 
 def _check_kraft(key: str, cluster: KafkaCluster) -> None:
@@ -457,40 +552,21 @@ _LOCAL_FILES: dict[type[BaseModel], tuple[str, ...]] = {
 
 
 def _resolve_local_files(model: _M, base_dir: Path) -> _M:
-    """Make the paths of files kafka-xds reads absolute: a relative path that does not exist from
-    the working directory but does next to the config file means the one next to the config file."""
+    """Make the paths of files kafka-xds reads absolute: a relative path is relative to `base_dir`
+    (the config file's folder), wherever kafka-xds was started from."""
     update: dict[str, Any] = {}
     for name in _LOCAL_FILES.get(type(model), ()):
         value = getattr(model, name)
         if value is not None:
-            path = Path(value)
-            if not path.is_absolute() and not path.exists() and (base_dir / path).exists():
-                path = base_dir / path
-            update[name] = str(path.absolute())
+            update[name] = str(base_dir / value)  # an absolute value stays as it is
     for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, BaseModel):
-            update[name] = _resolve_local_files(value, base_dir)
+            resolved = _resolve_local_files(value, base_dir)
+            if resolved is not value:
+                update[name] = resolved
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-            update[name] = [_resolve_local_files(item, base_dir) for item in value]
+            items = [_resolve_local_files(item, base_dir) for item in value]
+            if any(new is not old for new, old in zip(items, value, strict=True)):
+                update[name] = items
     return model.model_copy(update=update) if update else model
-
-
-def _first_error(err: pydantic.ValidationError) -> ConfigError:
-    detail = err.errors()[0]
-    key = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in detail["loc"])
-    key = key.replace(".[", "[") or "<top>"
-    problem: str = detail["msg"]
-    kind = detail["type"]
-    if kind == "extra_forbidden":
-        problem = "unknown key"
-    elif kind == "missing":
-        problem = "required key is missing"
-    problem = problem.removeprefix("Value error, ")
-    if kind not in ("extra_forbidden", "missing") and "input" in detail:
-        problem = f"{problem} (got {detail['input']!r})"
-    return ConfigError(key, _one_line(problem))
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -18,7 +18,7 @@ from xds.config import Config, UpstreamTls
 from xds.grace import GraceState
 from xds.log import event
 from xds.metrics import Metrics
-from xds.plan import ClusterPlan, PlannedBroker, plan_cluster, upstream_names
+from xds.plan import BrokerStatus, ClusterPlan, PlannedBroker, plan_cluster, upstream_names
 from xds.resolve import HostResolver
 from xds.resources import ResourceBuilder
 from xds.snapshot import Snapshot
@@ -158,6 +158,41 @@ class Controller:
     def _build_snapshot(self, inputs: list[tuple[PlannedBroker, UpstreamTls | None]]) -> Snapshot:
         return Snapshot.from_brokers(self._builder.build(inputs, self._config.sidecar))
 
+    def _report_plan_mismatches(self, plans: Mapping[str, ClusterPlan]) -> None:
+        """Log a broker that advertises another client address than its plan once, when that
+        appears or changes, and once when it advertises the plan's address again."""
+        for name, plan in plans.items():
+            before = (
+                {(m.broker_id, m.listener): m for m in self._plans[name].mismatches}
+                if name in self._plans
+                else {}
+            )
+            now = {(m.broker_id, m.listener): m for m in plan.mismatches}
+            for key, mismatch in now.items():
+                if before.get(key) != mismatch:
+                    event(
+                        log,
+                        logging.WARNING,
+                        "broker advertises another address than its plan; its clients bypass the sidecar",
+                        cluster=name,
+                        broker=mismatch.broker_id,
+                        listener=mismatch.listener,
+                        advertised=str(mismatch.advertised) if mismatch.advertised else None,
+                        planned=str(mismatch.planned),
+                    )
+            live = {broker.broker_id for broker in plan.brokers if broker.status is BrokerStatus.LIVE}
+            for key, mismatch in before.items():
+                if key not in now and mismatch.broker_id in live:  # not merely gone
+                    event(
+                        log,
+                        logging.INFO,  # as for a source that recovers: the warning said what was wrong
+                        "plan mismatch resolved: broker advertises its planned address",
+                        cluster=name,
+                        broker=mismatch.broker_id,
+                        listener=mismatch.listener,
+                        planned=str(mismatch.planned),
+                    )
+
     async def rebuild(self) -> BuildReport | None:
         """One pass of the pipeline. Publishes nothing until every source has synced once."""
         if self.waiting():
@@ -192,6 +227,7 @@ class Controller:
             self.last_build = BuildReport(now, time.perf_counter() - started, 0, 0, False, repr(err))
             return self.last_build
         self._report_new_plan_skips(plans)
+        self._report_plan_mismatches(plans)
         self._plans = plans
         seen_at, self._change_seen_at = self._change_seen_at, None
         published = self._cache.publish(snapshot, seen_at)

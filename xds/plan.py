@@ -63,12 +63,7 @@ class ClusterPlan:
 
 def broker_port(cluster: KafkaCluster, broker_id: int) -> int | None:
     """The planned port of a broker, or None when its id has no port in this cluster's plan."""
-    if broker_id in cluster.broker_ports:
-        return cluster.broker_ports[broker_id]
-    if broker_id < 0 or broker_id > cluster.highest_broker_id:
-        return None
-    port = cluster.port_base + broker_id
-    return port if 1 <= port <= 65535 else None
+    return cluster.broker_port(broker_id)
 
 
 def plan_cluster(
@@ -86,9 +81,7 @@ def plan_cluster(
     for broker in topology.brokers:
         port = broker_port(cluster, broker.broker_id)
         if port is None:
-            skipped.append(
-                _skip(cluster, broker, f"broker id {broker.broker_id} maps to no port in 1..65535")
-            )
+            skipped.append(_skip(cluster, broker, cluster.no_port_reason(broker.broker_id)))
             continue
         upstream = broker.endpoint(cluster.upstream_listener)
         if upstream is None:
@@ -181,6 +174,32 @@ def plan_rows(plans: Iterable[ClusterPlan]) -> list[dict[str, str | int]]:
         for plan in plans
         for broker in plan.brokers
     ]
+
+
+def rows_for_ids(
+    cluster: KafkaCluster, broker_ids: Iterable[int], plan: ClusterPlan | None = None
+) -> list[dict[str, str | int]]:
+    """Plan rows for these broker ids, whether or not the brokers exist yet: a broker's address is a
+    function of its id, so a start-up script can ask before its broker registers. Brokers in `plan`
+    show where they run; the others are `planned`. ValueError for an id that has no port."""
+    known = {row["broker_id"]: row for row in plan_rows([plan])} if plan is not None else {}
+    rows: list[dict[str, str | int]] = []
+    for broker_id in broker_ids:
+        port = cluster.broker_port(broker_id)
+        if port is None:
+            raise ValueError(f"{cluster.name}: {cluster.no_port_reason(broker_id)}")
+        rows.append(
+            known.get(broker_id)
+            or {
+                "cluster": cluster.name,
+                "broker_id": broker_id,
+                "loopback_ip": str(cluster.loopback_ip),
+                "port": port,
+                "upstream": "-",
+                "status": "planned",
+            }
+        )
+    return rows
 
 
 def format_plan_table(rows: Iterable[Mapping[str, str | int]]) -> str:

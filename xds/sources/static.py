@@ -1,7 +1,8 @@
 """The static source: brokers listed in the config, or in a YAML file re-read when it changes.
 
-An operator moves a broker by editing the file; no restart. An edit that does not parse is reported
-and the last good brokers are kept (marked stale with the error), never replaced by nothing.
+An operator moves a broker by editing the file; no restart. An edit that does not parse or that
+check-config would refuse (a bad host, a duplicate id, an id without a port) is reported and the last
+good brokers are kept (marked stale with the error), never replaced by nothing.
 """
 
 from __future__ import annotations
@@ -15,25 +16,19 @@ from pathlib import Path
 from xds.config import ConfigError, KafkaCluster, StaticBroker, parse_listen, parse_static_brokers
 from xds.log import event
 from xds.sources.base import Publish
-from xds.topology import Broker, HostPort, SkippedRegistration, SourceState, Topology
+from xds.topology import Broker, HostPort, SourceState, Topology
 
 log = logging.getLogger("kafka_xds.sources.static")
 
 
 def brokers_from_static(cluster: KafkaCluster, entries: list[StaticBroker]) -> Topology:
-    """A synced topology from static broker entries; duplicate ids are skipped with a reason."""
-    brokers: dict[int, Broker] = {}
-    skipped: list[SkippedRegistration] = []
-    for index, entry in enumerate(entries):
-        if entry.id in brokers:
-            skipped.append(
-                SkippedRegistration(f"brokers[{index}]", f"duplicate broker id {entry.id}", entry.id)
-            )
-            continue
+    """A synced topology from validated static broker entries (unique ids, each with a port)."""
+    brokers = []
+    for entry in entries:
         listeners = {name: HostPort(*parse_listen(address)) for name, address in entry.listeners.items()}
         listeners[cluster.upstream_listener] = HostPort(entry.host, entry.port)
-        brokers[entry.id] = Broker.create(entry.id, listeners, entry.rack)
-    return Topology.create(cluster.name, "static", SourceState.SYNCED, brokers.values(), skipped)
+        brokers.append(Broker.create(entry.id, listeners, entry.rack))
+    return Topology.create(cluster.name, "static", SourceState.SYNCED, brokers)
 
 
 class StaticSource:
@@ -67,7 +62,7 @@ class StaticSource:
                 if digest != last_digest:
                     last_digest = digest
                     try:
-                        entries = parse_static_brokers(content, str(path))
+                        entries = parse_static_brokers(content, str(path), self._config)
                     except ConfigError as err:
                         problem = str(err)
                     else:

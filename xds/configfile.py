@@ -1,0 +1,184 @@
+"""Reading configuration text: UTF-8 YAML with unique keys, and validation errors in one voice.
+
+Every problem becomes a `ConfigError`: the key, the value, and what is expected, on one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic
+import yaml
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as `key: problem` on one line."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+# libyaml's parser where PyYAML was built with it (the constructor stays PyYAML's safe one): static
+# broker files grow with the brokers, and the pure-Python parser takes about 50 ms per 100 brokers,
+# a large part of a replica's start.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SAFE_LOADER):  # type: ignore[misc,valid-type]
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: with the
+    stock loader the last one silently wins, so an edit meant to change a value can be lost."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` followed by overrides is how merges are meant to be used
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = lines.get(key)
+            except TypeError:
+                continue  # unhashable: the stock loader reports it
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise _DuplicateKey(f"duplicate key {key!r} at lines {first} and {line}")
+            lines[key] = line
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+def read_yaml(content: bytes, origin: str) -> Any:
+    """Parse a YAML document that must be UTF-8 text; errors name `origin` (a file's path)."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            origin, f"expected UTF-8 text, got byte 0x{content[err.start]:02x} at offset {err.start}"
+        ) from None
+    try:
+        return yaml.load(text.removeprefix("\ufeff"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKey as err:
+        raise ConfigError(origin, str(err)) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(origin, f"not valid YAML: {_one_line(str(err))}") from None
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML, short: containers are named, not dumped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# What a pydantic error type expects, in our words (ctx holds the bound or the choices).
+_EXPECTED: dict[str, str] = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+    "ip_v4_address": "an IPv4 address",
+    "ip_v6_address": "an IPv6 address",
+    "ip_any_address": "an IP address",
+    "url_type": "a URL",
+    "url_parsing": "a URL",
+    "url_scheme": "a URL with scheme {expected_schemes}",
+    "greater_than": "more than {gt}",
+    "greater_than_equal": "at least {ge}",
+    "less_than": "less than {lt}",
+    "less_than_equal": "at most {le}",
+    "literal_error": "one of {expected}",
+    "enum": "one of {expected}",
+    "string_too_long": "at most {max_length} characters",
+    "too_long": "at most {max_length} items",
+}
+
+
+def _expected(kind: str, ctx: dict[str, Any], patterns: Mapping[str, str]) -> str | None:
+    if kind == "string_too_short":
+        count = ctx.get("min_length", 1)
+        return "a non-empty string" if count == 1 else f"at least {count} characters"
+    if kind == "too_short":
+        count = ctx.get("min_length", 1)
+        return f"at least {count} item" + ("" if count == 1 else "s")
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        return patterns.get(pattern, f"a string matching {pattern}")
+    template = _EXPECTED.get(kind)
+    # Bounds of float fields come as 1.0: show them as the user would write them.
+    shown = {name: _show(value) if isinstance(value, float) else value for name, value in ctx.items()}
+    return None if template is None else template.format_map(shown)
+
+
+def describe_validation_error(
+    err: pydantic.ValidationError, raw: Any, patterns: Mapping[str, str] | None = None
+) -> ConfigError:
+    """The first of pydantic's errors as `key: expected X, got Y`. `raw` is the validated input,
+    `patterns` describes the regular expressions of string fields for people."""
+    detail = err.errors()[0]
+    loc = list(detail["loc"])
+    kind, ctx = detail["type"], dict(detail.get("ctx") or {})
+    about_key = bool(loc) and loc[-1] == "[key]"  # a mapping's key, not its value, is wrong
+    if about_key:
+        loc.pop()
+        loc.pop()
+    key = _key_path(loc, raw)
+    if kind == "extra_forbidden":
+        return ConfigError(key, "unknown key")
+    if kind == "missing":
+        return ConfigError(key, "required key is missing")
+    if kind in ("value_error", "assertion_error"):  # our validators say what they expect themselves
+        message = str(detail["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        return ConfigError(key, _one_line(message))
+    expected = _expected(kind, ctx, patterns or {})
+    value = detail.get("input")
+    if kind in ("too_short", "too_long") and isinstance(value, list | tuple | dict):
+        got = "none" if not value else str(len(value))
+    else:
+        got = _show(value)
+    if expected is None:  # a type we have not foreseen: pydantic's own words, still one line
+        return ConfigError(key, _one_line(f"{detail['msg']}, got {got}"))
+    if about_key:
+        expected += " as key"
+    return ConfigError(key, _one_line(f"expected {expected}, got {got}"))
+
+
+def _key_path(loc: list[Any], raw: Any) -> str:
+    """`kafka_clusters[1].broker_ports.1001`: list positions in brackets, mapping keys after dots."""
+    path = ""
+    node = raw
+    for part in loc:
+        if isinstance(node, list) and isinstance(part, int):
+            path += f"[{part}]"
+            node = node[part] if 0 <= part < len(node) else None
+        else:
+            path += f".{part}"
+            node = node.get(part) if isinstance(node, dict) else None
+    return path.removeprefix(".") or "<top>"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
