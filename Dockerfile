@@ -3,10 +3,11 @@ FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY xds ./xds
 COPY config ./config
-RUN pip install ".[certs]" && useradd --system --uid 10001 kafka-xds
+# constraints.txt pins every package to the version tested: a rebuild installs the same software.
+RUN pip install --constraint constraints.txt ".[certs]" && useradd --system --uid 10001 kafka-xds
 USER 10001
 EXPOSE 18000 19000
 ENTRYPOINT ["kafka-xds"]

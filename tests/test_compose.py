@@ -201,3 +201,26 @@ def test_kubernetes_manifests_parse_and_embed_a_valid_config():
         pod = spec.get("template", {}).get("spec", spec)
         for container in pod.get("containers", []) + pod.get("initContainers", []):
             assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", container["image"]), container["image"]
+
+
+def test_the_image_installs_exact_versions_of_everything():
+    """A rebuild of the Dockerfile installs the software that was tested, not whatever is newest."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "--constraint constraints.txt" in dockerfile
+    assert "constraints.txt" in dockerfile.split("COPY", 1)[1]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not pinned exactly: {line}"
+            pins[name.lower().replace("_", "-")] = version
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["certs"]]:
+        requirement = Requirement(spec)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
