@@ -89,6 +89,7 @@ class _Tally:
 
     first_attempt_at: float | None = None
     synced_at: float | None = None
+    first_error_at: float | None = None
     seen_at: float | None = None  # the current move
     move_bytes: int = 0
     move_responses: int = 0
@@ -112,7 +113,7 @@ class AdsStream:
     def synced(self) -> bool:
         return self.tally.synced_at is not None
 
-    async def run(self, channel: aio.Channel, start_at: float) -> None:
+    async def run(self, channel: aio.Channel, connection: int, start_at: float) -> None:
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         method: Any = channel.stream_stream(METHODS[self.api])
         backoff = _Backoff()
@@ -125,7 +126,8 @@ class AdsStream:
                 while True:
                     data = await call.read()
                     if data is aio.EOF:
-                        self._load.lost((await call.code()).name, await call.details())
+                        self._load.lost((await call.code()).name, await call.details(), connection)
+                        self._failed()
                         break
                     backoff.reset()
                     for request in self._answer(data):
@@ -135,9 +137,14 @@ class AdsStream:
                 call.cancel()
                 raise
             except Exception as err:  # counted by status; never the end of this sidecar
-                self._load.lost(*await _status(call, err))
+                self._load.lost(*await _status(call, err), connection)
+                self._failed()
             await asyncio.sleep(backoff.next())
             self._load.reconnected()
+
+    def _failed(self) -> None:
+        if self.tally.first_error_at is None:
+            self.tally.first_error_at = time.monotonic()
 
     def arm(self, move: Move) -> None:
         self._watch = move
@@ -298,6 +305,7 @@ class LoadProcess:
         self.errors: dict[str, Counter[str]] = {}
         self.reconnects: Counter[str] = Counter()
         self.details: dict[str, str] = {}  # the first message seen with each status
+        self.connections_hit: dict[str, set[int]] = {}  # phase -> connections that had a stream error
         self.unexpected = 0  # resources or types nobody subscribed to
         kind = SotwStream if plan.api == "sotw" else DeltaStream
         self.streams: list[AdsStream] = [kind(plan.first_stream + i, self) for i in range(plan.streams)]
@@ -305,8 +313,9 @@ class LoadProcess:
         self._all_synced = asyncio.Event()
         self._all_seen = asyncio.Event()
 
-    def lost(self, code: str, details: str | None) -> None:
+    def lost(self, code: str, details: str | None, connection: int) -> None:
         self.errors.setdefault(self.phase, Counter())[code] += 1
+        self.connections_hit.setdefault(self.phase, set()).add(connection)
         self.details.setdefault(code, (details or "")[:300])
 
     def reconnected(self) -> None:
@@ -336,7 +345,9 @@ class LoadProcess:
                 started, deadline = argument
                 for i, stream in enumerate(self.streams):
                     offset = (self.plan.first_stream + i) / self.plan.total * self.plan.ramp_seconds
-                    tasks.append(asyncio.create_task(stream.run(channels[i // per], started + offset)))
+                    connection = (self.plan.first_stream + i) // per
+                    run = stream.run(channels[i // per], connection, started + offset)
+                    tasks.append(asyncio.create_task(run))
                 tasks.append(asyncio.create_task(self._report_sync(deadline)))
             elif command == "phase":
                 self.phase = argument
@@ -358,6 +369,7 @@ class LoadProcess:
                     "errors": {phase: dict(codes) for phase, codes in self.errors.items()},
                     "reconnects": dict(self.reconnects),
                     "details": self.details,
+                    "connections_hit": {phase: sorted(hit) for phase, hit in self.connections_hit.items()},
                     "unexpected": self.unexpected,
                 }
                 self.conn.send(("final", final))
@@ -371,7 +383,14 @@ class LoadProcess:
             else s.tally.synced_at - s.tally.first_attempt_at
             for s in self.streams
         ]
-        self.conn.send(("synced", {"durations": durations, "cpu": time.process_time()}))
+        first_errors = [
+            None
+            if s.tally.first_error_at is None or s.tally.first_attempt_at is None
+            else s.tally.first_error_at - s.tally.first_attempt_at
+            for s in self.streams
+        ]
+        report = {"durations": durations, "first_errors": first_errors, "cpu": time.process_time()}
+        self.conn.send(("synced", report))
 
     async def _report_move(self, move: Move, settle: float = 0.3) -> None:
         """Once every stream saw the move (or at its deadline), and a little after so that what the

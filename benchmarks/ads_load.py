@@ -275,11 +275,16 @@ async def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         "sync": {
             "deadline_seconds": args.sync_timeout,
             "seconds": [d for report in synced for d in report["durations"]],
+            "first_error_seconds": [d for report in synced for d in report["first_errors"]],
         },
         "moves": moves,
         "errors": _merge([report["errors"] for report in finals]),
         "reconnects": _merge([report["reconnects"] for report in finals]),
         "error_details": {k: v for report in finals for k, v in report["details"].items()},
+        "connections_hit": {
+            phase: sorted(c for report in finals for c in report["connections_hit"].get(phase, []))
+            for phase in ("sync", "moves")
+        },
         "unexpected": sum(report["unexpected"] for report in finals),
         "server": {
             "before": _usage(before),
@@ -320,6 +325,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="which brokers move")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--profile", type=Path, help="py-spy the server into this folder")
+    parser.add_argument("--workdir", type=Path, help="keep the topology, config and server log here")
     args = parser.parse_args()
     if not isinstance(args.xds_extra, dict):
         parser.error(f"--xds-extra must be a mapping, not {args.xds_extra!r}")
@@ -332,8 +338,12 @@ def _arguments() -> argparse.Namespace:
 def main() -> None:
     args = _arguments()
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # the load processes' gRPC: no per-stream noise
-    with tempfile.TemporaryDirectory(prefix="ads-load-") as temporary:
-        result = asyncio.run(run(args, Path(temporary)))
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(run(args, args.workdir.resolve()))
+    else:
+        with tempfile.TemporaryDirectory(prefix="ads-load-") as temporary:
+            result = asyncio.run(run(args, Path(temporary)))
     print(render(result))
     if "profile_table" in result:
         print(f"\nserver profile ({result['profile']['file']}):\n{result.pop('profile_table')}")

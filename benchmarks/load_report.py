@@ -51,6 +51,12 @@ def render(result: dict[str, Any]) -> str:
         f"initial sync (first attempt -> CDS, EDS, LDS ACKed), ms:  {_spread(sync['seconds'])}   "
         f"never synced within {sync['deadline_seconds']:.0f} s: {never}/{streams}"
     )
+    failed = [d for d in sync["first_error_seconds"] if d is not None]
+    if failed:
+        lines.append(
+            f"  {len(failed)} streams failed before the sync deadline; their first failure came after "
+            f"(s, from the first attempt): {_spread(failed, 1.0, 1)} min {min(failed):.1f}"
+        )
     moves = result["moves"]
     if moves:
         delays = [d for move in moves for d in move["delays"]]
@@ -66,7 +72,9 @@ def render(result: dict[str, Any]) -> str:
     for phase in ("sync", "moves"):
         errors = result["errors"].get(phase, {})
         lines.append(
-            f"stream errors during {phase}: {_codes(errors)}; reconnects {result['reconnects'].get(phase, 0)}"
+            f"stream errors during {phase}: {_codes(errors)}; reconnects "
+            f"{result['reconnects'].get(phase, 0)}; connections hit "
+            f"{len(result['connections_hit'][phase])}/{math.ceil(streams / params['per_connection'])}"
         )
     for code, details in sorted(result["error_details"].items()):
         lines.append(f"  {code}: {details}")
