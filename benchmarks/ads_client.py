@@ -1,24 +1,20 @@
-"""Envoy-like ADS streams for the load generator, and the load process that runs a share of them.
+"""Envoy-like ADS streams for the load generator.
 
 A SotW stream does what Envoy does on `StreamAggregatedResources`: CDS and LDS wildcard requests
 (the first carrying the Node), an ACK for every response (its version and nonce, the same names),
 and after every CDS response an EDS subscription to exactly the clusters in it. A delta stream does
 the same on `DeltaAggregatedResources`. A broken stream is retried on the same connection with
-Envoy's jittered exponential backoff. Each load process (multiprocessing, spawn) runs its streams
-on one asyncio loop and answers the orchestrator's commands over a pipe; times are
-`time.monotonic()`, one clock for every process of the machine.
+Envoy's jittered exponential backoff. Times are `time.monotonic()`, one clock for every process
+of the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections import Counter
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from grpc import aio
 
@@ -42,19 +38,6 @@ CHANNEL_OPTIONS = [
 # grpc.aio's INTERNAL for a write that lost the race with the server ending the stream; the status
 # the server sent is gone by then, so it is counted as what it is.
 _CORE_WRITE_ERROR = "Internal error from Core"
-
-
-@dataclass(frozen=True, slots=True)
-class LoadPlan:
-    """One load process's share of the streams."""
-
-    target: str  # HOST:PORT of the ADS server
-    api: str  # "sotw" | "delta"
-    first_stream: int  # global index of its first stream (node ids are unique across processes)
-    streams: int
-    per_connection: int
-    ramp_seconds: float  # stream i of all `total` starts at i / total * ramp_seconds
-    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +66,19 @@ class _Backoff:
         self._retry = 1
 
 
+class StreamHost(Protocol):
+    """What a stream reports to, and shares with the other streams of its load process."""
+
+    reader: ResponseReader
+    requests: SotwRequests
+    unexpected: int  # resources or types nobody subscribed to
+
+    def lost(self, code: str, details: str | None, connection: int) -> None: ...
+    def reconnected(self) -> None: ...
+    def synced_one(self) -> None: ...
+    def seen(self) -> None: ...
+
+
 @dataclass
 class _Tally:
     """What one stream measured."""
@@ -100,7 +96,7 @@ class AdsStream:
 
     api = ""
 
-    def __init__(self, index: int, load: LoadProcess) -> None:
+    def __init__(self, index: int, load: StreamHost) -> None:
         self.node = node(f"load-{index}", "load")
         self.tally = _Tally()
         self._load = load
@@ -175,13 +171,14 @@ class AdsStream:
             self._eds_missing = set() if resources.names == self._eds_names else set(self._eds_names)
         if self._eds_missing:
             self._eds_missing.difference_update(resources.names)
-        self._load.unexpected += len(set(resources.names) - set(self._eds_names))
+        if resources.names != self._eds_names:
+            self._load.unexpected += len(set(resources.names).difference(self._eds_names))
         watch = self._watch
         if watch is not None and self.tally.seen_at is None:
             ips = resources.addresses.get(watch.cluster)
             if ips is not None and watch.ip in ips:
                 self.tally.seen_at = time.monotonic()
-                self._load.seen(self)
+                self._load.seen()
 
     def _check_synced(self) -> None:
         if (
@@ -201,7 +198,7 @@ class SotwStream(AdsStream):
 
     api = "sotw"
 
-    def __init__(self, index: int, load: LoadProcess) -> None:
+    def __init__(self, index: int, load: StreamHost) -> None:
         super().__init__(index, load)
         self._versions = {CLUSTER_TYPE: "", ENDPOINT_TYPE: "", LISTENER_TYPE: ""}
         self._nonces = dict.fromkeys(self._versions, "")
@@ -249,7 +246,7 @@ class DeltaStream(AdsStream):
 
     api = "delta"
 
-    def __init__(self, index: int, load: LoadProcess) -> None:
+    def __init__(self, index: int, load: StreamHost) -> None:
         super().__init__(index, load)
         self._have: dict[str, dict[str, str]] = {CLUSTER_TYPE: {}, ENDPOINT_TYPE: {}, LISTENER_TYPE: {}}
 
@@ -294,119 +291,6 @@ class DeltaStream(AdsStream):
         return requests
 
 
-class LoadProcess:
-    """One process's streams, driven by the orchestrator: start, arm a move, stop."""
-
-    def __init__(self, plan: LoadPlan, conn: Connection) -> None:
-        self.plan, self.conn = plan, conn
-        self.reader = ResponseReader()
-        self.requests = SotwRequests()
-        self.phase = "sync"
-        self.errors: dict[str, Counter[str]] = {}
-        self.reconnects: Counter[str] = Counter()
-        self.details: dict[str, str] = {}  # the first message seen with each status
-        self.connections_hit: dict[str, set[int]] = {}  # phase -> connections that had a stream error
-        self.unexpected = 0  # resources or types nobody subscribed to
-        kind = SotwStream if plan.api == "sotw" else DeltaStream
-        self.streams: list[AdsStream] = [kind(plan.first_stream + i, self) for i in range(plan.streams)]
-        self._synced = self._seen = 0
-        self._all_synced = asyncio.Event()
-        self._all_seen = asyncio.Event()
-
-    def lost(self, code: str, details: str | None, connection: int) -> None:
-        self.errors.setdefault(self.phase, Counter())[code] += 1
-        self.connections_hit.setdefault(self.phase, set()).add(connection)
-        self.details.setdefault(code, (details or "")[:300])
-
-    def reconnected(self) -> None:
-        self.reconnects[self.phase] += 1
-
-    def synced_one(self) -> None:
-        self._synced += 1
-        if self._synced == len(self.streams):
-            self._all_synced.set()
-
-    def seen(self, stream: AdsStream) -> None:
-        self._seen += 1
-        if self._seen == len(self.streams):
-            self._all_seen.set()
-
-    async def main(self) -> None:
-        per = self.plan.per_connection
-        channels = [
-            aio.insecure_channel(self.plan.target, options=CHANNEL_OPTIONS)
-            for _ in range(0, len(self.streams), per)
-        ]
-        tasks: list[asyncio.Task[None]] = []
-        self.conn.send(("hello", time.process_time()))
-        while True:
-            command, argument = await asyncio.to_thread(self.conn.recv)
-            if command == "start":
-                started, deadline = argument
-                for i, stream in enumerate(self.streams):
-                    offset = (self.plan.first_stream + i) / self.plan.total * self.plan.ramp_seconds
-                    connection = (self.plan.first_stream + i) // per
-                    run = stream.run(channels[i // per], connection, started + offset)
-                    tasks.append(asyncio.create_task(run))
-                tasks.append(asyncio.create_task(self._report_sync(deadline)))
-            elif command == "phase":
-                self.phase = argument
-            elif command == "arm":
-                self._seen = 0
-                self._all_seen.clear()
-                for stream in self.streams:
-                    stream.arm(argument)
-                self.conn.send(("armed", argument.index))
-                tasks.append(asyncio.create_task(self._report_move(argument)))
-            elif command == "stop":
-                cpu = time.process_time()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await asyncio.gather(*(channel.close() for channel in channels))
-                final = {
-                    "cpu": cpu,
-                    "errors": {phase: dict(codes) for phase, codes in self.errors.items()},
-                    "reconnects": dict(self.reconnects),
-                    "details": self.details,
-                    "connections_hit": {phase: sorted(hit) for phase, hit in self.connections_hit.items()},
-                    "unexpected": self.unexpected,
-                }
-                self.conn.send(("final", final))
-                return
-
-    async def _report_sync(self, deadline: float) -> None:
-        await _until(self._all_synced, deadline)
-        durations = [
-            None
-            if s.tally.synced_at is None or s.tally.first_attempt_at is None
-            else s.tally.synced_at - s.tally.first_attempt_at
-            for s in self.streams
-        ]
-        first_errors = [
-            None
-            if s.tally.first_error_at is None or s.tally.first_attempt_at is None
-            else s.tally.first_error_at - s.tally.first_attempt_at
-            for s in self.streams
-        ]
-        report = {"durations": durations, "first_errors": first_errors, "cpu": time.process_time()}
-        self.conn.send(("synced", report))
-
-    async def _report_move(self, move: Move, settle: float = 0.3) -> None:
-        """Once every stream saw the move (or at its deadline), and a little after so that what the
-        push brought in its wake is counted with it."""
-        await _until(self._all_seen, move.deadline)
-        await asyncio.sleep(settle)
-        tallies = [stream.tally for stream in self.streams]
-        report = {
-            "seen_at": [t.seen_at for t in tallies],
-            "bytes": [t.move_bytes for t in tallies],
-            "responses": [t.move_responses for t in tallies],
-            "cpu": time.process_time(),
-        }
-        self.conn.send(("moved", report))
-
-
 async def _status(call: Any, err: Exception) -> tuple[str, str | None]:
     """The gRPC status that ended the call, or what failed on this side."""
     if isinstance(err, aio.AioRpcError):
@@ -417,13 +301,3 @@ async def _status(call: Any, err: Exception) -> tuple[str, str | None]:
         return (await call.code()).name, await call.details()
     call.cancel()
     return f"client {type(err).__name__}", str(err)
-
-
-async def _until(event: asyncio.Event, deadline: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), max(0.0, deadline - time.monotonic()))
-
-
-def load_process(plan: LoadPlan, conn: Connection) -> None:
-    """The entry point of one load process (multiprocessing, spawn)."""
-    asyncio.run(LoadProcess(plan, conn).main())

@@ -2,25 +2,31 @@
 
 Builds a static topology (C Kafka clusters x B brokers, one static broker file per cluster) in a
 temporary folder, starts kafka-xds from a source tree as its own process, and opens S streams,
-`--per-connection` to a gRPC connection, spread over load processes. Each stream acts as Envoy on
-SotW ADS (benchmarks/ads_client.py): CDS and LDS wildcard, EDS by name for every cluster in each CDS
-response, every response ACKed, reconnects with Envoy's backoff. Then it moves a random broker to a
-new IP `--moves` times, one move at a time, by rewriting its cluster's file atomically, and times
-each stream from the write to the ClusterLoadAssignment with the new address. Figures only: a table,
-and with `--json` the raw per-stream figures. Nothing here asserts a timing.
+`--per-connection` to a gRPC connection, spread over spawned load processes. Each stream acts as
+Envoy on SotW ADS (benchmarks/ads_client.py): CDS and LDS wildcard, EDS by name for every cluster
+of each CDS response, every response ACKed, reconnects with Envoy's backoff. Then it moves a random
+broker to a new IP `--moves` times, one move at a time, by rewriting its cluster's file atomically,
+and times each stream from the write to the ClusterLoadAssignment with the new address.
+
+Prints a table: initial sync and move delays per stream (p50/p99/max), bytes and responses per
+stream per move, stream errors by gRPC status (sync and moves apart), the server's CPU seconds and
+memory (its whole process tree, from /proc), the generator's own CPU and the load average. `--json`
+writes the raw per-stream figures; `--profile DIR` runs py-spy on the server for the run (folded
+stacks in DIR, the top 15 printed; py-spy comes with the `bench` extra). Figures only: nothing
+here asserts a timing. On a shared machine compare CPU seconds rather than latencies.
 
     .venv/bin/python benchmarks/ads_load.py --clusters 3 --brokers 30 --streams 1000
     .venv/bin/python benchmarks/ads_load.py --clusters 10 --brokers 100 --streams 1000 --moves 10 \\
-        --json /tmp/ads-10x100-1000.json
+        --json /tmp/ads-10x100-1000.json --profile /tmp/profiles
     .venv/bin/python benchmarks/ads_load.py --repo ../other-tree --workers 2 \\
         --xds-extra '{"max_concurrent_streams": 20000}' --streams 10000
-    .venv/bin/python benchmarks/ads_load.py --profile /tmp/profiles   # py-spy: pip install '.[bench]'
+    make bench-load          # the standard cases; ARGS="..." is passed to each
 
 `--repo` runs that tree's kafka-xds with its own .venv/bin/python (else this interpreter, with
-PYTHONPATH). `--workers N` adds `xds: {workers: N}` (a server that does not know the key refuses
-it). `--api delta` drives DeltaAggregatedResources instead. The machine's load average is printed
-next to the figures: on a shared machine, compare CPU seconds rather than latencies.
-`make bench-load` runs the standard cases.
+PYTHONPATH); `--workers N` adds `xds: {workers: N}` (a server that does not know the key refuses
+it); `--api delta` drives DeltaAggregatedResources instead. The server listens on free loopback
+ports; to keep runs apart, run it inside a private network namespace:
+`unshare --net sh -c 'ip link set lo up && .venv/bin/python benchmarks/ads_load.py ...'`.
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from the repo
 
-from benchmarks.ads_client import LoadPlan, Move, load_process
+from benchmarks.ads_client import Move
 from benchmarks.folded import summarise, top_entries, top_table
+from benchmarks.load_process import LoadPlan, load_process
 from benchmarks.load_report import render
 from benchmarks.server_under_test import Profiler, ServerUnderTest, TreeUsage, python_for
 from xds.demo.processes import free_port
@@ -235,7 +242,7 @@ async def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 {
                     "cluster": move.cluster,
                     "ip": move.ip,
-                    "delays": [
+                    "delay_seconds": [
                         None if seen is None else seen - written_at
                         for report in reports
                         for seen in report["seen_at"]
@@ -329,6 +336,13 @@ def _arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if not isinstance(args.xds_extra, dict):
         parser.error(f"--xds-extra must be a mapping, not {args.xds_extra!r}")
+    if not 1 <= args.clusters <= 245:
+        parser.error(f"--clusters {args.clusters}: 1..245 (loopback IPs 127.0.0.10 and up)")
+    if not 1 <= args.brokers <= 65535 - 9090:
+        parser.error(f"--brokers {args.brokers}: 1..{65535 - 9090} (ports from 9090 + id)")
+    for name in ("streams", "per_connection", "processes"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.processes is None:
         args.processes = max(1, min(os.cpu_count() or 1, math.ceil(args.streams / 1500)))
     args.repo = args.repo.resolve()
@@ -338,12 +352,15 @@ def _arguments() -> argparse.Namespace:
 def main() -> None:
     args = _arguments()
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # the load processes' gRPC: no per-stream noise
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        result = asyncio.run(run(args, args.workdir.resolve()))
-    else:
-        with tempfile.TemporaryDirectory(prefix="ads-load-") as temporary:
-            result = asyncio.run(run(args, Path(temporary)))
+    try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            result = asyncio.run(run(args, args.workdir.resolve()))
+        else:
+            with tempfile.TemporaryDirectory(prefix="ads-load-") as temporary:
+                result = asyncio.run(run(args, Path(temporary)))
+    except (RuntimeError, TimeoutError) as err:  # the server would not start, a load process died
+        sys.exit(f"ads_load: {err}")
     print(render(result))
     if "profile_table" in result:
         print(f"\nserver profile ({result['profile']['file']}):\n{result.pop('profile_table')}")

@@ -59,7 +59,7 @@ def render(result: dict[str, Any]) -> str:
         )
     moves = result["moves"]
     if moves:
-        delays = [d for move in moves for d in move["delays"]]
+        delays = [d for move in moves for d in move["delay_seconds"]]
         missed = sum(1 for d in delays if d is None)
         lines.append(
             f"broker move (file write -> new IP in the stream's EDS), ms:  {_spread(delays)}   "
