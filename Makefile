@@ -35,7 +35,7 @@ bench-load: setup
 	@[ -x $(BIN)/py-spy ] || $(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/ads_load.py --clusters 3 --brokers 30 --streams 1000 $(ARGS)
 	$(BIN)/python benchmarks/ads_load.py --clusters 3 --brokers 30 --streams 3000 $(ARGS)
-	$(BIN)/python benchmarks/ads_load.py --clusters 10 --brokers 100 --streams 1000 $(ARGS)
+	$(BIN)/python benchmarks/ads_load.py --clusters 10 --brokers 100 --streams 1000 --move-timeout 40 $(ARGS)
 
 clean:
 	rm -rf .venv .mypy_cache .pytest_cache .ruff_cache *.egg-info
