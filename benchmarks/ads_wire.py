@@ -1,0 +1,243 @@
+"""Just enough protobuf for the ADS load generator: hand-encoded xDS requests, and responses read
+down to the few fields it checks. No betterproto here: the generator must cost far less than the
+server it loads, so requests are built from pre-encoded parts and identical resource bytes (every
+stream of one push gets the same ones) are decoded once per load process.
+
+Field numbers (envoy-data-plane's envoy.service.discovery.v3 and friends):
+  DiscoveryRequest       version_info 1, node 2, resource_names 3, type_url 4, response_nonce 5
+  DiscoveryResponse      version_info 1, resources 2 (Any), type_url 4, nonce 5
+  DeltaDiscoveryRequest  node 1, type_url 2, resource_names_subscribe 3, resource_names_unsubscribe 4,
+                         initial_resource_versions 5 (map: key 1, value 2), response_nonce 6
+  DeltaDiscoveryResponse system_version_info 1, resources 2 (Resource), type_url 4, nonce 5,
+                         removed_resources 6;  Resource: version 1, resource 2 (Any), name 3
+  Any                    type_url 1, value 2;  Node: id 1, cluster 2, user_agent_name 6
+  Cluster, Listener      name 1;  ClusterLoadAssignment: cluster_name 1, endpoints 2
+  LocalityLbEndpoints.lb_endpoints 2 -> LbEndpoint.endpoint 1 -> Endpoint.address 1
+    -> Address.socket_address 1 -> SocketAddress.address 2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+_CACHE_SIZE = 64  # decoded resource sets kept per load process: a few versions of each type
+_ENDPOINT_PATH = (2, 2, 1, 1, 1)  # endpoints, lb_endpoints, endpoint, address, socket_address
+
+
+class WireError(ValueError):
+    """The bytes are not the protobuf message they should be."""
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _delimited(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _string(number: int, text: str) -> bytes:
+    return _delimited(number, text.encode()) if text else b""
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    result, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = data[pos]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos + 1
+        shift += 7
+
+
+def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(number, start, end) of every length-delimited field in data[start:end]; others are skipped."""
+    pos = start
+    try:
+        while pos < end:
+            key, pos = _read_varint(data, pos)
+            wire = key & 7
+            if wire == 2:
+                length, pos = _read_varint(data, pos)
+                yield key >> 3, pos, pos + length
+                pos += length
+            elif wire == 0:
+                _, pos = _read_varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            else:
+                raise WireError(f"wire type {wire} at byte {pos}")
+    except IndexError as err:
+        raise WireError(f"message truncated at byte {pos}") from err
+    if pos != end:
+        raise WireError(f"field runs past the end of its message ({pos} > {end})")
+
+
+def _first(data: bytes, start: int, end: int, number: int) -> tuple[int, int] | None:
+    for found, value_start, value_end in _fields(data, start, end):
+        if found == number:
+            return value_start, value_end
+    return None
+
+
+def _text(data: bytes, span: tuple[int, int] | None) -> str:
+    return "" if span is None else data[span[0] : span[1]].decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the generator checks of one response's resources, in the order they came."""
+
+    names: tuple[str, ...]
+    versions: tuple[str, ...] = ()  # delta only: each Resource's version
+    addresses: Mapping[str, frozenset[str]] = field(default_factory=dict)  # EDS: name -> endpoint IPs
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A DiscoveryResponse or DeltaDiscoveryResponse, as far as the generator reads it."""
+
+    type_url: str
+    version_info: str  # system_version_info for delta
+    nonce: str
+    resources: Resources
+    removed: tuple[str, ...] = ()  # delta only
+
+
+class ResponseReader:
+    """Reads responses; remembers the last few decoded resource sets by their exact bytes."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[tuple[bool, str, bytes], Resources] = {}
+
+    def sotw(self, data: bytes) -> Response:
+        return self._read(data, delta=False)
+
+    def delta(self, data: bytes) -> Response:
+        return self._read(data, delta=True)
+
+    def _read(self, data: bytes, delta: bool) -> Response:
+        version = type_url = nonce = ""
+        spans: list[tuple[int, int]] = []
+        removed: list[str] = []
+        for number, start, end in _fields(data, 0, len(data)):
+            if number == 2:
+                spans.append((start, end))
+            elif number == 1:
+                version = data[start:end].decode()
+            elif number == 4:
+                type_url = data[start:end].decode()
+            elif number == 5:
+                nonce = data[start:end].decode()
+            elif number == 6 and delta:
+                removed.append(data[start:end].decode())
+        key = (delta, type_url, data[spans[0][0] : spans[-1][1]] if spans else b"")
+        resources = self._decoded.get(key)
+        if resources is None:
+            resources = _resources(data, spans, type_url, delta)
+            self._decoded[key] = resources
+            while len(self._decoded) > _CACHE_SIZE:
+                del self._decoded[next(iter(self._decoded))]
+        return Response(type_url, version, nonce, resources, tuple(removed))
+
+
+def _resources(data: bytes, spans: list[tuple[int, int]], type_url: str, delta: bool) -> Resources:
+    names: list[str] = []
+    versions: list[str] = []
+    addresses: dict[str, frozenset[str]] = {}
+    for start, end in spans:
+        any_span: tuple[int, int] | None = (start, end)
+        if delta:  # a Resource wrapping the Any
+            version = name_span = any_span = None
+            for number, value_start, value_end in _fields(data, start, end):
+                if number == 1:
+                    version = (value_start, value_end)
+                elif number == 2:
+                    any_span = (value_start, value_end)
+                elif number == 3:
+                    name_span = (value_start, value_end)
+            names.append(_text(data, name_span))
+            versions.append(_text(data, version))
+        if any_span is None:
+            continue  # a delta Resource without a body: it exists, its content is not sent
+        value = _first(data, any_span[0], any_span[1], 2)
+        if value is None:
+            raise WireError(f"a {type_url} resource without a value")
+        name = _text(data, _first(data, value[0], value[1], 1))
+        if not delta:
+            names.append(name)
+        if type_url == ENDPOINT_TYPE:
+            addresses[name] = frozenset(_endpoint_ips(data, value[0], value[1]))
+    return Resources(tuple(names), tuple(versions), addresses)
+
+
+def _endpoint_ips(data: bytes, start: int, end: int, depth: int = 0) -> Iterator[str]:
+    """Every SocketAddress.address under a ClusterLoadAssignment's endpoints."""
+    if depth == len(_ENDPOINT_PATH):
+        yield _text(data, _first(data, start, end, 2))
+        return
+    for number, value_start, value_end in _fields(data, start, end):
+        if number == _ENDPOINT_PATH[depth]:
+            yield from _endpoint_ips(data, value_start, value_end, depth + 1)
+
+
+def node(node_id: str, cluster: str, user_agent: str = "kafka-xds-loadgen") -> bytes:
+    """An encoded envoy.config.core.v3.Node."""
+    return _string(1, node_id) + _string(2, cluster) + _string(6, user_agent)
+
+
+class SotwRequests:
+    """DiscoveryRequests. The subscription part (type and names) is encoded once per distinct
+    subscription and shared: most streams of a process subscribe to the same names."""
+
+    def __init__(self) -> None:
+        self._subscriptions: dict[tuple[str, tuple[str, ...]], bytes] = {}
+
+    def subscription(self, type_url: str, names: tuple[str, ...]) -> bytes:
+        key = (type_url, names)
+        encoded = self._subscriptions.get(key)
+        if encoded is None:
+            encoded = b"".join(_string(3, name) for name in names) + _string(4, type_url)
+            self._subscriptions[key] = encoded
+            while len(self._subscriptions) > _CACHE_SIZE:
+                del self._subscriptions[next(iter(self._subscriptions))]
+        return encoded
+
+    @staticmethod
+    def request(subscription: bytes, version: str = "", nonce: str = "", node_bytes: bytes = b"") -> bytes:
+        node_field = _delimited(2, node_bytes) if node_bytes else b""
+        return _string(1, version) + node_field + subscription + _string(5, nonce)
+
+
+def delta_request(
+    type_url: str,
+    subscribe: Iterable[str] = (),
+    unsubscribe: Iterable[str] = (),
+    initial_versions: Mapping[str, str] | None = None,
+    nonce: str = "",
+    node_bytes: bytes = b"",
+) -> bytes:
+    """A DeltaDiscoveryRequest (an ACK is just the type and the nonce)."""
+    parts = [_delimited(1, node_bytes) if node_bytes else b"", _string(2, type_url)]
+    parts.extend(_string(3, name) for name in subscribe)
+    parts.extend(_string(4, name) for name in unsubscribe)
+    for name, version in (initial_versions or {}).items():
+        parts.append(_delimited(5, _string(1, name) + _string(2, version)))
+    parts.append(_string(6, nonce))
+    return b"".join(parts)
