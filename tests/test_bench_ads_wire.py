@@ -13,7 +13,8 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
 from benchmarks.ads_wire import ResponseReader, SotwRequests, delta_request, node
 from xds.config import SidecarSettings, UpstreamTls
 from xds.plan import PlannedBroker
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, ResourceBuilder
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
+from xds.resources import ResourceBuilder
 from xds.topology import HostPort
 
 
