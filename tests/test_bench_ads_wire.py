@@ -9,13 +9,18 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
     DiscoveryResponse,
     Resource,
 )
+from envoy_data_plane.google.protobuf import Any
 
 from benchmarks.ads_wire import ResponseReader, SotwRequests, delta_request, node
 from xds.config import SidecarSettings, UpstreamTls
 from xds.plan import PlannedBroker
 from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
-from xds.resources import ResourceBuilder
+from xds.resources import BuiltResource, ResourceBuilder
 from xds.topology import HostPort
+
+
+def _any(resource: BuiltResource) -> Any:
+    return Any(type_url=resource.type_url, value=resource.payload)
 
 
 def _brokers(*hosts: str):
@@ -57,7 +62,7 @@ def test_a_delta_request_parses_as_envoys_delta_discovery_request():
 def test_a_sotw_cluster_response_yields_the_cluster_names_version_and_nonce():
     built = _brokers("10.0.0.1", "10.0.0.2")
     response = DiscoveryResponse(
-        version_info="v1", resources=[b.cluster.packed for b in built], type_url=CLUSTER_TYPE, nonce="5"
+        version_info="v1", resources=[_any(b.cluster) for b in built], type_url=CLUSTER_TYPE, nonce="5"
     )
 
     read = ResponseReader().sotw(bytes(response))
@@ -68,7 +73,7 @@ def test_a_sotw_cluster_response_yields_the_cluster_names_version_and_nonce():
 
 def test_a_sotw_endpoint_response_yields_each_clusters_endpoint_ips():
     built = _brokers("10.0.0.1", "10.0.0.2")
-    response = DiscoveryResponse(resources=[b.endpoints.packed for b in built], type_url=ENDPOINT_TYPE)
+    response = DiscoveryResponse(resources=[_any(b.endpoints) for b in built], type_url=ENDPOINT_TYPE)
 
     read = ResponseReader().sotw(bytes(response))
 
@@ -81,8 +86,8 @@ def test_a_sotw_endpoint_response_yields_each_clusters_endpoint_ips():
 def test_responses_that_differ_only_in_nonce_share_one_decoding():
     built = _brokers("10.0.0.1")
     reader = ResponseReader()
-    first = reader.sotw(bytes(DiscoveryResponse(resources=[built[0].cluster.packed], nonce="1")))
-    second = reader.sotw(bytes(DiscoveryResponse(resources=[built[0].cluster.packed], nonce="2")))
+    first = reader.sotw(bytes(DiscoveryResponse(resources=[_any(built[0].cluster)], nonce="1")))
+    second = reader.sotw(bytes(DiscoveryResponse(resources=[_any(built[0].cluster)], nonce="2")))
 
     assert second.resources is first.resources
     assert (first.nonce, second.nonce) == ("1", "2")
@@ -93,7 +98,7 @@ def test_a_delta_response_yields_names_versions_removals_and_endpoint_ips():
     endpoints = built[0].endpoints
     response = DeltaDiscoveryResponse(
         system_version_info="s1",
-        resources=[Resource(name=endpoints.name, version=endpoints.version, resource=endpoints.packed)],
+        resources=[Resource(name=endpoints.name, version=endpoints.version, resource=_any(endpoints))],
         type_url=ENDPOINT_TYPE,
         nonce="3",
         removed_resources=["kafka-a/broker-9"],
