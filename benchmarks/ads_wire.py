@@ -125,12 +125,25 @@ class ResponseReader:
 
     def __init__(self) -> None:
         self._decoded: dict[tuple[bool, str, bytes], Resources] = {}
+        self._responses: dict[tuple[bool, bytes], Response] = {}
 
     def sotw(self, data: bytes) -> Response:
-        return self._read(data, delta=False)
+        return self._whole(data, delta=False)
 
     def delta(self, data: bytes) -> Response:
-        return self._read(data, delta=True)
+        return self._whole(data, delta=True)
+
+    def _whole(self, data: bytes, delta: bool) -> Response:
+        # A server that shares one encoded response between streams sends the very same bytes
+        # (nonce included) to many of them: walking thousands of resource fields once per stream
+        # would make the generator, not the server, the bottleneck.
+        key = (delta, data)
+        found = self._responses.get(key)
+        if found is None:
+            found = self._responses[key] = self._read(data, delta)
+            while len(self._responses) > _CACHE_SIZE:
+                del self._responses[next(iter(self._responses))]
+        return found
 
     def _read(self, data: bytes, delta: bool) -> Response:
         version = type_url = nonce = ""

@@ -241,7 +241,7 @@ async def test_bytes_that_are_not_a_request_are_refused(ads, garbage):
 
 async def test_a_client_that_never_reads_is_held_back_not_buffered(ads):
     """Responses the client does not read fill its HTTP/2 window; then the server stops reading its
-    requests (a few are queued at most), so flow control pushes back on that client alone."""
+    requests (a few are read ahead at most), so flow control pushes back on that client alone."""
     server, _, world = ads
     brokers: dict[int, str | None] = {
         broker: f"10.0.{broker // 250}.{broker % 250}" for broker in range(1, 2001)
@@ -259,7 +259,7 @@ async def test_a_client_that_never_reads_is_held_back_not_buffered(ads):
     await eventually(lambda: _one_stream(server), what="the stream")
     await asyncio.sleep(2)
     (stream,) = server.streams.values()
-    assert len(stream.requests) <= 4
+    assert len(stream.outbox) <= 4
     assert stream.requests_read < 20  # the rest stays with the client, held back by flow control
     await client.close()
 

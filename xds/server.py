@@ -25,7 +25,7 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -56,7 +56,7 @@ from xds.resource_types import SHORT_TYPE_NAMES
 log = logging.getLogger("kafka_xds.server")
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
-_QUEUED_REQUESTS = 4  # per stream: beyond this the reader stops reading and HTTP/2 pushes back
+_READ_AHEAD = 4  # requests a stream reads while its responses are not being sent; then HTTP/2 pushes back
 _LAG_INTERVAL_SECONDS = 0.25
 _REFUSAL_LOG_INTERVAL_SECONDS = 10.0
 
@@ -84,6 +84,12 @@ def reserve_port(key: str, listen: str) -> int:
         return bound
 
 
+def _set_event() -> asyncio.Event:
+    ready = asyncio.Event()
+    ready.set()
+    return ready
+
+
 @dataclass(eq=False)
 class StreamInfo:
     """One connected sidecar: its protocol state and what the transport measured."""
@@ -95,9 +101,10 @@ class StreamInfo:
     connected_monotonic: float
     protocol: StreamProtocol
     identity: str | None = None
-    requests: collections.deque[bytes] = field(default_factory=collections.deque)
+    outbox: collections.deque[bytes] = field(default_factory=collections.deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    space: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=_set_event)  # nothing being sent
+    failure: MalformedRequest | None = None
     publish_pending: bool = False
     client_done: bool = False
     ending: bool = False
@@ -247,24 +254,27 @@ class AdsServer:
         )
         self.streams[stream.stream_id] = stream
         self._metrics.streams.set(len(self.streams))
-        reader = asyncio.create_task(self._read(request_iterator, stream))
+        reader = asyncio.create_task(self._read(request_iterator, stream, parse))
         event(log, logging.DEBUG, "stream opened", stream=stream.stream_id, peer=stream.peer, api=api)
         ended = "error"
         try:
             while True:
                 await stream.wakeup.wait()
                 stream.wakeup.clear()
+                if stream.failure is not None:
+                    raise stream.failure
                 if stream.ending:
                     ended = "server_shutdown"
                     break
-                for body in self._handle_requests(stream, parse):
-                    yield body
                 if stream.publish_pending:
                     stream.publish_pending = False
-                    for body in self._account(stream, stream.protocol.publish(self.views)):
-                        yield body
+                    stream.outbox.extend(self._account(stream, stream.protocol.publish(self.views)))
                     self._fanned_out(stream.stream_id)
-                if stream.client_done and not stream.requests:
+                while stream.outbox:
+                    stream.idle.clear()
+                    yield stream.outbox.popleft()
+                stream.idle.set()
+                if stream.client_done:
                     ended = "client_closed"
                     break
         except MalformedRequest as err:
@@ -298,39 +308,44 @@ class AdsServer:
                 reason=ended,
             )
 
-    def _handle_requests(
-        self, stream: StreamInfo, parse: Callable[[bytes], SotwRequest | DeltaRequest]
-    ) -> Iterator[bytes]:
-        """Parse and apply what the reader queued; in state of the world a newer request of a type
-        supersedes an older one (it repeats the whole subscription and answers the same nonce)."""
-        batch = [parse(raw) for raw in stream.requests]
-        stream.requests.clear()
-        stream.space.set()
-        if stream.api == "sotw" and len(batch) > 1:
-            latest = {request.type_url: request for request in batch}
-            batch = [request for request in batch if latest[request.type_url] is request]
-        for request in batch:
-            yield from self._account(stream, stream.protocol.receive(request, self.views, time.time()))
-
-    async def _read(self, request_iterator: AsyncIterator[bytes], stream: StreamInfo) -> None:
+    async def _read(
+        self,
+        request_iterator: AsyncIterator[bytes],
+        stream: StreamInfo,
+        parse: Callable[[bytes], SotwRequest | DeltaRequest],
+    ) -> None:
+        """Apply each request as it arrives; what it makes due goes to the stream's outbox. While the
+        outbox is not being sent (the client does not read), at most a few requests are read ahead:
+        then reading stops, and HTTP/2 flow control holds that client back."""
+        ahead = 0
         try:
             async for raw in request_iterator:
-                while len(stream.requests) >= _QUEUED_REQUESTS:
-                    stream.space.clear()
-                    await stream.space.wait()  # not read: HTTP/2 flow control holds this client back
-                stream.requests.append(raw)
                 stream.requests_read += 1
-                stream.wakeup.set()
+                request = parse(raw)
+                bodies = self._account(stream, stream.protocol.receive(request, self.views, time.time()))
+                if bodies:
+                    stream.outbox.extend(bodies)
+                    stream.wakeup.set()
+                if stream.outbox or not stream.idle.is_set():
+                    ahead += 1
+                    if ahead >= _READ_AHEAD:
+                        await stream.idle.wait()
+                        ahead = 0
+                else:
+                    ahead = 0
         except asyncio.CancelledError:
             raise
+        except MalformedRequest as err:
+            stream.failure = err
         except Exception as err:  # a broken stream ends this stream only; the sidecar reconnects
             event(log, logging.DEBUG, "stream read failed", stream=stream.stream_id, error=repr(err))
         stream.client_done = True
         stream.wakeup.set()
 
-    def _account(self, stream: StreamInfo, outcomes: list[Outcome]) -> Iterator[bytes]:
-        """Send what the protocol says, and count and log what happened."""
+    def _account(self, stream: StreamInfo, outcomes: list[Outcome]) -> list[bytes]:
+        """The bodies to send of what the protocol says; counts and logs what happened."""
         now = time.monotonic()
+        bodies: list[bytes] = []
         for outcome in outcomes:
             if isinstance(outcome, Sent):
                 body = outcome.body
@@ -345,7 +360,7 @@ class AdsServer:
                 # seen; a sidecar's first sync is timed on its own.
                 if seen_at is not None and stream.connected_monotonic <= seen_at and not outcome.initial:
                     stream.change_seen_at[outcome.type_url] = (body.nonce, seen_at)
-                yield body.data
+                bodies.append(body.data)
             elif isinstance(outcome, Acked):
                 self._metrics.acks.labels(SHORT_TYPE_NAMES[outcome.type_url]).inc()
                 nonce, seen_at = stream.change_seen_at.pop(outcome.type_url, ("", 0.0))
@@ -376,6 +391,7 @@ class AdsServer:
                 )
         if outcomes:
             self._note_sync(stream, now)
+        return bodies
 
     def _note_sync(self, stream: StreamInfo, now: float) -> None:
         if not any(state.awaiting_ack for state in stream.protocol.types.values()):
