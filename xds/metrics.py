@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
@@ -26,7 +27,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STREAM_END_REASONS = ("client_closed", "cancelled", "server_shutdown", "invalid_request", "error")
 REFUSAL_REASONS = ("at_limit", "overloaded", "unauthenticated", "permission_denied")
-_TYPES = tuple(SHORT_TYPE_NAMES.values())
+
+
+@dataclass(frozen=True, slots=True)
+class TypeCounters:
+    pushes: Counter
+    response_bytes: Counter
+    acks: Counter
+    nacks: Counter
 
 
 class StreamMetrics:
@@ -73,9 +81,16 @@ class StreamMetrics:
             "How late the serving event loop ran a timer, lately (the overload signal)",
             registry=r,
         )
-        for type_name in _TYPES:
-            for counter in (self.pushes, self.response_bytes, self.acks, self.nacks):
-                counter.labels(type_name)
+        # Labelled children looked up once: the hot path counts every response and ACK.
+        self.by_type = {
+            type_url: TypeCounters(
+                self.pushes.labels(short),
+                self.response_bytes.labels(short),
+                self.acks.labels(short),
+                self.nacks.labels(short),
+            )
+            for type_url, short in SHORT_TYPE_NAMES.items()
+        }
         for reason in STREAM_END_REASONS:
             self.streams_ended.labels(reason)
         for reason in REFUSAL_REASONS:

@@ -349,9 +349,9 @@ class AdsServer:
         for outcome in outcomes:
             if isinstance(outcome, Sent):
                 body = outcome.body
-                type_name = SHORT_TYPE_NAMES[outcome.type_url]
-                self._metrics.pushes.labels(type_name).inc()
-                self._metrics.response_bytes.labels(type_name).inc(len(body.data))
+                counters = self._metrics.by_type[outcome.type_url]
+                counters.pushes.inc()
+                counters.response_bytes.inc(len(body.data))
                 stream.responses += 1
                 stream.response_bytes += len(body.data)
                 stream.pending_since = stream.pending_since or now
@@ -362,13 +362,13 @@ class AdsServer:
                     stream.change_seen_at[outcome.type_url] = (body.nonce, seen_at)
                 bodies.append(body.data)
             elif isinstance(outcome, Acked):
-                self._metrics.acks.labels(SHORT_TYPE_NAMES[outcome.type_url]).inc()
+                self._metrics.by_type[outcome.type_url].acks.inc()
                 nonce, seen_at = stream.change_seen_at.pop(outcome.type_url, ("", 0.0))
                 if nonce == outcome.nonce:
                     self._metrics.convergence_seconds.observe(now - seen_at)
             elif isinstance(outcome, Nacked):
                 stream.change_seen_at.pop(outcome.type_url, None)
-                self._metrics.nacks.labels(SHORT_TYPE_NAMES[outcome.type_url]).inc()
+                self._metrics.by_type[outcome.type_url].nacks.inc()
                 event(
                     log,
                     logging.WARNING,
