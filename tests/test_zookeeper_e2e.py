@@ -16,6 +16,7 @@ from tests.support.wait import eventually, free_port
 from tests.support.xds_process import XdsProcess
 from tests.support.zookeeper import KafkaBroker, ZooKeeperServer
 from xds.demo.brokers import Certs, TlsUpstream, exchange
+from xds.demo.zookeeper import cluster_id_znode, write_znode
 
 pytestmark = [pytest.mark.envoy, pytest.mark.zookeeper]
 
@@ -120,6 +121,9 @@ async def test_two_clusters_under_two_chroots_and_a_new_broker_carries_bytes_ove
     zookeeper, chroot, zk_stack
 ):
     zk_stack.on(zookeeper.hosts, {"kafka-a": f"{chroot}-a", "kafka-b": f"{chroot}-b"})
+    await asyncio.to_thread(
+        write_znode, zookeeper.hosts, f"{chroot}-a/cluster/id", cluster_id_znode("dGhlLWEtY2x1c3Rlcg")
+    )
     await zk_stack.broker("kafka-a", 1)
     await zk_stack.broker("kafka-b", 1)
     await zk_stack.start()
@@ -141,7 +145,10 @@ async def test_two_clusters_under_two_chroots_and_a_new_broker_carries_bytes_ove
     cluster = await zk_stack.topology("kafka-a")
     assert cluster["source"]["kind"] == "zookeeper"
     assert cluster["source"]["state"] == "synced"
+    assert cluster["source"]["cluster_id"] == "dGhlLWEtY2x1c3Rlcg"
     assert cluster["plan_mismatches"] == []
+    _, page = await zk_stack.server.get("/")
+    assert "dGhlLWEtY2x1c3Rlcg" in page  # the status page names each Kafka cluster's id
     assert "Traceback" not in zk_stack.server.log_text()
 
 
