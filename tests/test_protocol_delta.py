@@ -351,3 +351,12 @@ def test_streams_in_the_same_state_share_one_encoded_response():
     (two,) = second.stream.publish(moved)
     assert isinstance(one_, Sent) and isinstance(two, Sent)
     assert one_.body is two.body
+
+
+def test_a_first_listener_response_waits_for_its_clusters_instead_of_going_out_empty():
+    world, stream = World(), delta_stream()
+    views = world.views({1: "10.0.0.1", 2: "10.0.0.2"})
+    clusters = one(stream.receive(request(CDS, ["*"], node=Node(id="app-1")), views, NOW))
+    assert stream.receive(request(LDS, ["*"]), views, NOW) == []  # nothing ready yet: nothing, not empty
+    listeners = one(stream.receive(delta_ack(clusters), views, NOW))  # no endpoints asked for: ready
+    assert (listeners.type_url, listeners.names) == (LDS, [name(1), name(2)])

@@ -34,6 +34,8 @@ class Delta:
         if has is None:
             if not (state.wildcard or state.names):
                 return None  # subscribed to nothing
+            if target.withheld:
+                return None  # a first response goes out complete: not empty now and whole later
             # The first response goes out even when empty: the client waits for it to initialise.
             return views.memo(
                 ("delta-initial", target),

@@ -356,7 +356,19 @@ class StreamProtocol:
         """A new listener (or one forwarding elsewhere) goes out only once the clusters it uses were
         accepted and sent their endpoints, so no connection lands on a cluster still warming; until
         then the client keeps the listener's previous version, or does not get it yet. Only the
-        types the client subscribes to are waited for."""
+        types the client subscribes to are waited for.
+
+        What is held depends only on views and on what the client holds of each type, so streams in
+        the same state share one answer (and the encoded response that follows from it)."""
+        others = tuple(
+            (other.requested, other.has, other.sent, other.must_send)
+            for type_url, other in self.types.items()
+            if type_url != LISTENER_TYPE
+        )
+        key = ("held", base, state.has, others)
+        return views.memo(key, lambda: self._held(state, base))
+
+    def _held(self, state: TypeState, base: View) -> View:
         clusters, endpoints = self.types[CLUSTER_TYPE], self.types[ENDPOINT_TYPE]
         has = state.has
         held: dict[str, Served | None] = {}
@@ -373,7 +385,9 @@ class StreamProtocol:
             return base
         resources = {name: served for name, served in base.resources.items() if name not in held}
         resources.update({name: served for name, served in held.items() if served is not None})
-        return View(base.type_url, MappingProxyType(dict(sorted(resources.items()))), base.absent)
+        view = View(base.type_url, MappingProxyType(dict(sorted(resources.items()))), base.absent)
+        view.withheld = frozenset(held)
+        return view
 
 
 def _changed(has: View | None, target: View) -> frozenset[str]:

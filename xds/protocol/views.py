@@ -144,7 +144,16 @@ class View:
     (a cluster a listener still uses). A view built from versions a client declared on reconnect has
     versions but no resources."""
 
-    __slots__ = ("_references", "_versions", "absent", "resources", "retained", "type_url", "version")
+    __slots__ = (
+        "_references",
+        "_versions",
+        "absent",
+        "resources",
+        "retained",
+        "type_url",
+        "version",
+        "withheld",
+    )
 
     def __init__(
         self,
@@ -161,6 +170,7 @@ class View:
         self.retained = retained
         self._versions = versions
         self._references: frozenset[str] | None = None
+        self.withheld: frozenset[str] = _EMPTY_NAMES  # new resources held back until they are ready
         if version is None:
             version = set_version((name, served.version) for name, served in resources.items())
         self.version = version
