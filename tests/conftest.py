@@ -97,7 +97,7 @@ def base_config(
 ) -> dict[str, Any]:
     """kafka-xds's xDS and debug servers on free ports of `listen_ip`; `certs=None`: plain TCP upstreams."""
     config: dict[str, Any] = {
-        "xds": {"listen": f"{listen_ip}:{free_port(listen_ip)}", "debounce_ms": 50},
+        "xds": {"listen": f"{listen_ip}:{free_port(listen_ip)}", "debounce_ms": 50, "tls": None},
         "debug": {"listen": f"{listen_ip}:{free_port(listen_ip)}"},
         "upstream_tls": None
         if certs is None

@@ -128,7 +128,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
     """What serve reads at start besides the config, read the same way: the static broker files
-    (returned by cluster name) and the debug token (never shown)."""
+    (returned by cluster name), the xDS server's certificate files and the debug token (neither
+    shown)."""
     entries: dict[str, list[StaticBroker]] = {}
     for index, cluster in enumerate(config.kafka_clusters):
         if cluster.static is not None and cluster.static.file is not None:
@@ -138,6 +139,10 @@ def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
                 raise ConfigError(f"kafka_clusters[{index}].static.file", str(err)) from None
         elif cluster.static is not None and cluster.static.brokers is not None:
             entries[cluster.name] = cluster.static.brokers
+    if config.xds.tls is not None:
+        from xds.server_tls import ServerCertificates
+
+        ServerCertificates(config.xds.tls)
     if config.debug.token_file is not None:
         from xds.debug.server import read_token
 
@@ -189,6 +194,7 @@ def _check_config(args: argparse.Namespace) -> int:
         return 0
     if not args.plan:
         print(f"{path}: OK, {len(config.kafka_clusters)} Kafka cluster(s)")
+        print(f"  xDS on {config.xds.listen}: {_xds_security(config)}")
         for cluster in config.kafka_clusters:
             tls = "mTLS" if config.tls_for(cluster) else "PLAIN TCP"
             source = f"{cluster.source_kind} source"
@@ -203,6 +209,17 @@ def _check_config(args: argparse.Namespace) -> int:
         print()
     sys.stdout.write(format_plan_table(row for name in rows for row in rows[name]))
     return 0
+
+
+def _xds_security(config: Config) -> str:
+    tls = config.xds.tls
+    if tls is None:
+        return "PLAINTEXT (xds.tls: null)"
+    if tls.client_ca_file is None:
+        return "TLS, no client certificate required"
+    if config.access is None:
+        return "mTLS, every sidecar sees every Kafka cluster (no access section)"
+    return f"mTLS, access policy of {len(config.access)} rule(s)"
 
 
 def _mismatches(plan: ClusterPlan | None) -> list[dict[str, str | int | None]]:

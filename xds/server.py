@@ -27,12 +27,14 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import grpc
 from grpc import aio
 
-from xds.config import XdsSettings, parse_listen
-from xds.log import event
+from xds.access import AccessPolicy, identity_of
+from xds.config import ConfigError, XdsSettings, parse_listen
+from xds.log import Repeats, event
 from xds.metrics import StreamMetrics
 from xds.protocol import (
     Acked,
@@ -52,6 +54,7 @@ from xds.protocol import (
 )
 from xds.protocol.messages import DeltaRequest, SotwRequest, control_plane
 from xds.resource_types import SHORT_TYPE_NAMES
+from xds.server_tls import ServerCertificates
 
 log = logging.getLogger("kafka_xds.server")
 
@@ -117,6 +120,11 @@ class StreamInfo:
     def envoy_version(self) -> str:
         return self.protocol.node.envoy_version if self.protocol.node else ""
 
+    @property
+    def allowed(self) -> frozenset[str] | None:
+        """The Kafka clusters this sidecar may see (its stream's scope); None: every one."""
+        return self.protocol.scope
+
     def wake(self) -> None:
         self.publish_pending = True
         self.wakeup.set()
@@ -133,8 +141,12 @@ class AdsServer:
         worker: int = 0,
         stream_limit: int | None = None,
         reuse_port: bool = False,
+        access: AccessPolicy | None = None,
     ) -> None:
         self._settings = settings
+        self._access = access
+        self._certificates: ServerCertificates | None = None
+        self._access_refusals = Repeats()
         self._metrics = metrics
         self._worker = worker
         self._stream_limit = stream_limit if stream_limit is not None else settings.max_concurrent_streams
@@ -192,13 +204,24 @@ class AdsServer:
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self.port = server.add_insecure_port(address)
+            self.port = await self._add_port(server, address)
         except RuntimeError:
             raise StartupError(f"xds.listen: cannot listen on {address}: address in use") from None
         await server.start()
         self._server = server
         self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
         event(log, logging.INFO, "ADS server listening", address=address, worker=self._worker)
+
+    async def _add_port(self, server: aio.Server, address: str) -> int:
+        """Plaintext only when `xds.tls` is null; with TLS, the files are read here (each worker
+        reads its own) and followed for changes."""
+        if self._settings.tls is None:
+            return server.add_insecure_port(address)
+        try:
+            self._certificates = await asyncio.to_thread(ServerCertificates, self._settings.tls)
+        except ConfigError as err:
+            raise StartupError(str(err)) from None
+        return server.add_secure_port(address, self._certificates.credentials())
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end every stream cleanly (sidecars reconnect elsewhere), then stop."""
@@ -233,7 +256,6 @@ class AdsServer:
         context: aio.ServicerContext[bytes, bytes],
     ) -> AsyncIterator[bytes]:
         """One stream of either variant (bound to "sotw" or "delta" in `start`)."""
-        protocol = StreamProtocol(Sotw() if api == "sotw" else Delta())
         parse: Callable[[bytes], SotwRequest | DeltaRequest] = (
             self._parser.sotw if api == "sotw" else self._parser.delta
         )
@@ -242,8 +264,16 @@ class AdsServer:
             reason, message = refusal
             self._refused(reason, context.peer())
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        identity, scope = await self._identify(context)
+        protocol = StreamProtocol(Sotw() if api == "sotw" else Delta(), scope)
         stream = StreamInfo(
-            f"{self._worker}-{next(self._ids)}", context.peer(), api, time.time(), time.monotonic(), protocol
+            f"{self._worker}-{next(self._ids)}",
+            context.peer(),
+            api,
+            time.time(),
+            time.monotonic(),
+            protocol,
+            identity,
         )
         self.streams[stream.stream_id] = stream
         self._metrics.streams.set(len(self.streams))
@@ -392,6 +422,59 @@ class AdsServer:
                 self._metrics.fanout_seconds.observe(time.monotonic() - snapshot.change_seen_at)
 
     # -- admission ------------------------------------------------------------------------------
+
+    async def _identify(
+        self, context: aio.ServicerContext[bytes, bytes]
+    ) -> tuple[str | None, frozenset[str] | None]:
+        """The sidecar's verified identity and the Kafka clusters it may see (None: all); a sidecar
+        the access policy allows nothing is refused here, before anything is sent."""
+        if self._certificates is None or not self._certificates.requires_client_certificate:
+            return None, None
+        identity = identity_of(context.auth_context())
+        if self._access is None:
+            return identity, None
+        if identity is None:
+            await self._refuse_access(
+                context,
+                "unauthenticated",
+                grpc.StatusCode.UNAUTHENTICATED,
+                "the client certificate has no identity kafka-xds can use: give it a URI SAN "
+                "(e.g. a SPIFFE id) or a DNS SAN",
+                identity,
+            )
+        allowed = self._access.allowed(identity)
+        if not allowed:
+            await self._refuse_access(
+                context,
+                "permission_denied",
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"identity {identity!r} may see no Kafka cluster: no rule in the access policy allows it one",
+                identity,
+            )
+        return identity, allowed
+
+    async def _refuse_access(
+        self,
+        context: aio.ServicerContext[bytes, bytes],
+        reason: str,
+        code: grpc.StatusCode,
+        message: str,
+        identity: str | None,
+    ) -> NoReturn:
+        """Count, log (each identity once, then at most once a minute) and end the call."""
+        self._metrics.streams_refused.labels(reason).inc()
+        admitted = self._access_refusals.admit(f"{reason} {identity}")
+        if admitted is not None:
+            event(
+                log,
+                logging.WARNING,
+                f"stream refused ({code.name}): {message}",
+                identity=identity,
+                peer=context.peer(),
+                worker=self._worker,
+                **admitted,
+            )
+        await context.abort(code, message)
 
     def _refusal(self) -> tuple[str, str] | None:
         if len(self.streams) >= self._stream_limit:
