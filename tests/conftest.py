@@ -13,6 +13,7 @@ from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
+from xds.bootstrap import XdsClientTls
 from xds.config import parse_listen
 from xds.demo.brokers import Certs, TlsUpstream, make_certs
 
@@ -60,11 +61,13 @@ async def envoys(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Envoy]
         directory: Path | None = None,
         api: str = "delta",
         replicas: Sequence[dict[str, Any]] = (),
+        xds_tls: XdsClientTls | None = None,
     ) -> Envoy:
-        """A sidecar on `config`'s kafka-xds (and on every one of `replicas`, when given)."""
+        """A sidecar on `config`'s kafka-xds (and on every one of `replicas`, when given); with
+        `xds_tls`, over mTLS, as `kafka-xds bootstrap --xds-ca/--xds-cert/--xds-key` makes it."""
         host, port = parse_listen(config["xds"]["listen"])  # its admin API goes on the same address
         servers = [replica["xds"]["listen"] for replica in replicas]
-        envoy = await Envoy(directory or tmp_path, node_id, port, host, api, servers).start()
+        envoy = await Envoy(directory or tmp_path, node_id, port, host, api, servers, xds_tls).start()
         started.append(envoy)
         return envoy
 
