@@ -62,14 +62,20 @@ async def envoys(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Envoy]
         api: str = "delta",
         replicas: Sequence[dict[str, Any]] = (),
         xds_tls: XdsClientTls | None = None,
+        edit_bootstrap: Callable[[dict[str, Any]], None] | None = None,
     ) -> Envoy:
         """A sidecar on `config`'s kafka-xds (and on every one of `replicas`, when given); with
-        `xds_tls`, over mTLS, as `kafka-xds bootstrap --xds-ca/--xds-cert/--xds-key` makes it."""
+        `xds_tls`, over mTLS, as `kafka-xds bootstrap --xds-ca/--xds-cert/--xds-key` makes it;
+        `edit_bootstrap` changes the bootstrap (parsed YAML, in place) before Envoy starts."""
         host, port = parse_listen(config["xds"]["listen"])  # its admin API goes on the same address
         servers = [replica["xds"]["listen"] for replica in replicas]
-        envoy = await Envoy(directory or tmp_path, node_id, port, host, api, servers, xds_tls).start()
+        envoy = Envoy(directory or tmp_path, node_id, port, host, api, servers, xds_tls)
+        if edit_bootstrap is not None:
+            bootstrap = yaml.safe_load(envoy.bootstrap_path.read_text())
+            edit_bootstrap(bootstrap)
+            envoy.bootstrap_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         started.append(envoy)
-        return envoy
+        return await envoy.start()
 
     yield start
     for envoy in started:
