@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from tests.protocol_world import CDS, NOW, World, sotw_stream
 from tests.support.xds_wire import sotw_request as request
-from xds.access import AccessPolicy, identity_of
+from xds.access import AccessPolicy, Refusal, admit, identity_of
 from xds.protocol import Sent
 
 PAYMENTS = "spiffe://prod/ns/payments/*"
@@ -105,3 +106,26 @@ def test_a_sidecar_allowed_more_gets_a_response_of_its_own():
     (two,) = analytics.receive(request(CDS), views, NOW)
     assert isinstance(one, Sent) and isinstance(two, Sent)
     assert (one.body.resources, two.body.resources) == (1, 2)
+
+
+def test_without_a_policy_a_verified_sidecar_is_admitted_to_everything():
+    assert admit("spiffe://prod/ns/anyone/sa/x", None) is None
+    assert admit(None, None) is None
+
+
+def test_an_identity_allowed_nothing_is_refused_naming_it():
+    refusal = admit("spiffe://prod/ns/marketing/sa/web", _policy())
+    assert isinstance(refusal, Refusal)
+    assert (refusal.reason, refusal.code) == ("permission_denied", grpc.StatusCode.PERMISSION_DENIED)
+    assert "'spiffe://prod/ns/marketing/sa/web'" in refusal.message
+
+
+def test_under_a_policy_a_certificate_without_an_identity_is_refused_saying_so():
+    refusal = admit(None, _policy())
+    assert isinstance(refusal, Refusal)
+    assert (refusal.reason, refusal.code) == ("unauthenticated", grpc.StatusCode.UNAUTHENTICATED)
+    assert "URI SAN" in refusal.message and "DNS SAN" in refusal.message
+
+
+def test_an_allowed_identity_is_admitted_to_its_clusters():
+    assert admit("spiffe://prod/ns/analytics/sa/x", _policy()) == frozenset({"kafka-a", "kafka-b"})

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import grpc
+
 from xds.config import AccessRule
 
 _CACHE_LIMIT = 10_000  # distinct identities remembered; beyond that they are matched again
@@ -73,3 +75,35 @@ def access_policy(rules: Sequence[AccessRule] | None) -> AccessPolicy | None:
     if rules is None:
         return None
     return AccessPolicy((rule.identity, rule.kafka_clusters) for rule in rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a verified sidecar gets no stream: a `kafka_xds_streams_refused_total` reason, the gRPC
+    status and the message the sidecar (and the log) is given."""
+
+    reason: str
+    code: grpc.StatusCode
+    message: str
+
+
+def admit(identity: str | None, policy: AccessPolicy | None) -> frozenset[str] | Refusal | None:
+    """The stream's scope for a sidecar with a verified certificate: None (every cluster) without a
+    policy, else the clusters the policy allows; a Refusal when that is none or there is no identity."""
+    if policy is None:
+        return None
+    if identity is None:
+        return Refusal(
+            "unauthenticated",
+            grpc.StatusCode.UNAUTHENTICATED,
+            "the client certificate has no identity kafka-xds can use: give it a URI SAN "
+            "(e.g. a SPIFFE id) or a DNS SAN",
+        )
+    allowed = policy.allowed(identity)
+    if not allowed:
+        return Refusal(
+            "permission_denied",
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"identity {identity!r} may see no Kafka cluster: no rule in the access policy allows it one",
+        )
+    return allowed

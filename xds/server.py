@@ -27,12 +27,11 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 import grpc
 from grpc import aio
 
-from xds.access import AccessPolicy, identity_of
+from xds.access import AccessPolicy, Refusal, admit, identity_of
 from xds.config import ConfigError, XdsSettings, parse_listen
 from xds.log import Repeats, event
 from xds.metrics import StreamMetrics
@@ -431,50 +430,22 @@ class AdsServer:
         if self._certificates is None or not self._certificates.requires_client_certificate:
             return None, None
         identity = identity_of(context.auth_context())
-        if self._access is None:
-            return identity, None
-        if identity is None:
-            await self._refuse_access(
-                context,
-                "unauthenticated",
-                grpc.StatusCode.UNAUTHENTICATED,
-                "the client certificate has no identity kafka-xds can use: give it a URI SAN "
-                "(e.g. a SPIFFE id) or a DNS SAN",
-                identity,
-            )
-        allowed = self._access.allowed(identity)
-        if not allowed:
-            await self._refuse_access(
-                context,
-                "permission_denied",
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"identity {identity!r} may see no Kafka cluster: no rule in the access policy allows it one",
-                identity,
-            )
-        return identity, allowed
-
-    async def _refuse_access(
-        self,
-        context: aio.ServicerContext[bytes, bytes],
-        reason: str,
-        code: grpc.StatusCode,
-        message: str,
-        identity: str | None,
-    ) -> NoReturn:
-        """Count, log (each identity once, then at most once a minute) and end the call."""
-        self._metrics.streams_refused.labels(reason).inc()
-        admitted = self._access_refusals.admit(f"{reason} {identity}")
-        if admitted is not None:
-            event(
-                log,
-                logging.WARNING,
-                f"stream refused ({code.name}): {message}",
-                identity=identity,
-                peer=context.peer(),
-                worker=self._worker,
-                **admitted,
-            )
-        await context.abort(code, message)
+        scope = admit(identity, self._access)
+        if isinstance(scope, Refusal):
+            self._metrics.streams_refused.labels(scope.reason).inc()
+            admitted = self._access_refusals.admit(f"{scope.reason} {identity}")  # once a minute each
+            if admitted is not None:
+                event(
+                    log,
+                    logging.WARNING,
+                    f"stream refused ({scope.code.name}): {scope.message}",
+                    identity=identity,
+                    peer=context.peer(),
+                    worker=self._worker,
+                    **admitted,
+                )
+            await context.abort(scope.code, scope.message)
+        return identity, scope
 
     def _refusal(self) -> tuple[str, str] | None:
         if len(self.streams) >= self._stream_limit:
