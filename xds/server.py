@@ -277,7 +277,15 @@ class AdsServer:
         self.streams[stream.stream_id] = stream
         self._metrics.streams.set(len(self.streams))
         reader = asyncio.create_task(self._read(request_iterator, stream))
-        event(log, logging.DEBUG, "stream opened", stream=stream.stream_id, peer=stream.peer, api=api)
+        event(
+            log,
+            logging.DEBUG,
+            "stream opened",
+            stream=stream.stream_id,
+            peer=stream.peer,
+            api=api,
+            identity=identity,
+        )
         ended = "error"
         try:
             while True:

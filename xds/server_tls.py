@@ -59,7 +59,6 @@ class ServerCertificates:
         self._current = self._load(self._signature())
         self._failed: _Signature | None = None  # a changed set that did not load: not read again
         self._problem: str | None = None  # the last problem logged, logged again only when it changes
-        self.reloads = 0
 
     @property
     def requires_client_certificate(self) -> bool:
@@ -91,7 +90,6 @@ class ServerCertificates:
                     event(log, logging.ERROR, _KEPT, error=self._problem)
                 return None
             self._current, self._failed, self._problem = loaded, None, None
-            self.reloads += 1
         event(
             log,
             logging.INFO,
