@@ -40,7 +40,7 @@ API_NAMES = {3: "Metadata", 18: "ApiVersions", 17: "SaslHandshake", 36: "SaslAut
 
 def _config(bootstrap: str, interval: float, debounce_ms: int) -> dict[str, Any]:
     return {
-        "xds": {"listen": f"127.0.0.1:{free_port()}", "debounce_ms": debounce_ms},
+        "xds": {"listen": f"127.0.0.1:{free_port()}", "debounce_ms": debounce_ms, "tls": None},
         "debug": {"listen": f"127.0.0.1:{free_port()}"},
         "upstream_tls": None,  # Envoy never connects to the brokers here: only its endpoints are timed
         "kafka_clusters": [

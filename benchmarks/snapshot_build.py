@@ -40,6 +40,7 @@ T = TypeVar("T")
 def make_config(clusters: int) -> Config:
     return parse_config(
         {
+            "xds": {"tls": None},
             "upstream_tls": {"ca_file": "/etc/kafka-xds/ca.pem", "cert_file": "/c.pem", "key_file": "/k.pem"},
             "kafka_clusters": [
                 {

@@ -66,7 +66,7 @@ class Registration:
 
 def _config(hosts: str, debounce_ms: int) -> dict[str, Any]:
     return {
-        "xds": {"listen": f"127.0.0.1:{free_port()}", "debounce_ms": debounce_ms},
+        "xds": {"listen": f"127.0.0.1:{free_port()}", "debounce_ms": debounce_ms, "tls": None},
         "debug": {"listen": f"127.0.0.1:{free_port()}"},
         "upstream_tls": None,  # Envoy never connects here: only its view of the endpoints is timed
         "kafka_clusters": [

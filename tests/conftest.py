@@ -13,6 +13,7 @@ from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
+from xds.bootstrap import XdsClientTls
 from xds.config import parse_listen
 from xds.demo.brokers import Certs, TlsUpstream, make_certs
 
@@ -60,13 +61,21 @@ async def envoys(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Envoy]
         directory: Path | None = None,
         api: str = "delta",
         replicas: Sequence[dict[str, Any]] = (),
+        xds_tls: XdsClientTls | None = None,
+        edit_bootstrap: Callable[[dict[str, Any]], None] | None = None,
     ) -> Envoy:
-        """A sidecar on `config`'s kafka-xds (and on every one of `replicas`, when given)."""
+        """A sidecar on `config`'s kafka-xds (and on every one of `replicas`, when given); with
+        `xds_tls`, over mTLS, as `kafka-xds bootstrap --xds-ca/--xds-cert/--xds-key` makes it;
+        `edit_bootstrap` changes the bootstrap (parsed YAML, in place) before Envoy starts."""
         host, port = parse_listen(config["xds"]["listen"])  # its admin API goes on the same address
         servers = [replica["xds"]["listen"] for replica in replicas]
-        envoy = await Envoy(directory or tmp_path, node_id, port, host, api, servers).start()
+        envoy = Envoy(directory or tmp_path, node_id, port, host, api, servers, xds_tls)
+        if edit_bootstrap is not None:
+            bootstrap = yaml.safe_load(envoy.bootstrap_path.read_text())
+            edit_bootstrap(bootstrap)
+            envoy.bootstrap_path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         started.append(envoy)
-        return envoy
+        return await envoy.start()
 
     yield start
     for envoy in started:
@@ -97,7 +106,7 @@ def base_config(
 ) -> dict[str, Any]:
     """kafka-xds's xDS and debug servers on free ports of `listen_ip`; `certs=None`: plain TCP upstreams."""
     config: dict[str, Any] = {
-        "xds": {"listen": f"{listen_ip}:{free_port(listen_ip)}", "debounce_ms": 50},
+        "xds": {"listen": f"{listen_ip}:{free_port(listen_ip)}", "debounce_ms": 50, "tls": None},
         "debug": {"listen": f"{listen_ip}:{free_port(listen_ip)}"},
         "upstream_tls": None
         if certs is None

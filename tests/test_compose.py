@@ -62,13 +62,18 @@ def _kraft_nodes(compose: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("service", ["kafka-xds", "kafka-xds-kraft"])
-def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(compose, service):
+def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(compose, service, tmp_path):
     for name, definition in compose["services"].items():
         for source, _ in _mounted_files(definition):
             assert source.exists(), f"{name} mounts {source}, which does not exist"
     ((config_path, _),) = _mounted_files(compose["services"][service])
+    assert "certs:/certs:ro" in compose["services"][service]["volumes"]
+    # What the certs job writes to /certs (the debug token among it), here in a folder of our own.
+    write_certs(tmp_path / "certs", [], "sidecar.kafka-xds.demo")
+    local = tmp_path / "config.yaml"
+    local.write_text(config_path.read_text().replace("/certs/", f"{tmp_path / 'certs'}/"))
     result = subprocess.run(
-        [sys.executable, "-m", "xds", "check-config", str(config_path)],
+        [sys.executable, "-m", "xds", "check-config", str(local)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,6 +17,7 @@ from xds.config import ConfigError, load_config, parse_config
 REPO = Path(__file__).resolve().parent.parent
 
 VALID: dict[str, Any] = {
+    "xds": {"tls": None},
     "upstream_tls": {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/k.pem"},
     "kafka_clusters": [
         {
@@ -275,6 +276,7 @@ def test_files_kafka_xds_reads_resolve_next_to_the_config_but_sidecar_paths_do_n
         yaml.safe_dump(
             {
                 "debug": {"listen": "127.0.0.1:19000", "token_file": "token"},
+                "xds": {"tls": None},
                 "upstream_tls": {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key"},
                 "kafka_clusters": [
                     {
@@ -335,7 +337,9 @@ def test_a_wildcard_listen_address_overlaps_every_host_on_its_port():
 
 
 def test_both_servers_on_port_0_get_a_free_port_each():
-    config = parse_config(variant(top_xds={"listen": "127.0.0.1:0"}, top_debug={"listen": "127.0.0.1:0"}))
+    config = parse_config(
+        variant(top_xds={"listen": "127.0.0.1:0", "tls": None}, top_debug={"listen": "127.0.0.1:0"})
+    )
     assert config.debug.listen == "127.0.0.1:0"
 
 

@@ -10,6 +10,7 @@ from tests.test_config import REPO
 from xds.config import ConfigError, KafkaCluster, load_config, load_static_brokers
 
 CLUSTER = """\
+xds: {tls: null}
 upstream_tls: null
 kafka_clusters:
   - name: kafka-a
@@ -43,13 +44,13 @@ def test_duplicate_key_in_the_config_is_refused_with_both_lines(tmp_path):
     path = tmp_path / "kafka-xds.yaml"
     path.write_text(CLUSTER.replace("    port_base: 9090\n", "    port_base: 9090\n    port_base: 9190\n"))
     error = _refused(path)
-    assert (error.key, error.problem) == (str(path), "duplicate key 'port_base' at lines 5 and 6")
+    assert (error.key, error.problem) == (str(path), "duplicate key 'port_base' at lines 6 and 7")
 
 
 def test_duplicate_top_level_section_is_refused(tmp_path):
     path = tmp_path / "kafka-xds.yaml"
     path.write_text(CLUSTER + "upstream_tls: null\n")
-    assert _refused(path).problem == "duplicate key 'upstream_tls' at lines 1 and 8"
+    assert _refused(path).problem == "duplicate key 'upstream_tls' at lines 2 and 9"
 
 
 def _cluster(path: Path) -> KafkaCluster:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from xds.config import parse_config
 
 def _config(brokers_file: Path) -> dict[str, Any]:
     return {
-        "xds": {"listen": "127.0.0.1:0", "debounce_ms": 0},
+        "xds": {"listen": "127.0.0.1:0", "debounce_ms": 0, "tls": None},
         "debug": {"listen": "127.0.0.1:0"},
         "upstream_tls": {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/secret.key"},
         "kafka_clusters": [
@@ -40,6 +41,16 @@ async def app(tmp_path) -> AsyncIterator[tuple[Application, Path]]:
     await application.start()
     yield application, brokers_file
     await application.stop()
+
+
+async def test_a_plaintext_ads_server_is_warned_about_at_start(tmp_path, caplog):
+    application = Application(parse_config(_config(tmp_path / "brokers.yaml")))  # xds.tls: null
+    with caplog.at_level(logging.WARNING, logger="kafka_xds.app"):
+        await application.start()
+    await application.stop()
+    (warning,) = [record for record in caplog.records if "xds.tls is null" in record.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "may claim any node id" in warning.getMessage()
 
 
 async def _get(application: Application, path: str) -> tuple[int, Any]:
@@ -181,6 +192,7 @@ async def test_unknown_snapshot_filters_are_400_for_a_type_and_404_for_a_name(gu
     assert (await _get_text(base + "?type=listeners&name=kafka-a/broker-1", headers))[0] == 200
     streams = f"http://127.0.0.1:{guarded.debug.port}/debug/streams"
     assert (await _get_text(streams + "?node=nobody", headers))[0] == 404
+    assert (await _get_text(streams + "?identity=spiffe://nobody/*", headers))[0] == 404
     assert (await _get_text(streams + "?state=nope", headers))[0] == 400
     assert (await _get_text(streams + "?limit=0", headers))[0] == 400
 
@@ -192,6 +204,7 @@ async def test_metrics_start_at_zero_with_process_metrics_and_no_created_series(
     assert status == 200
     assert 'kafka_xds_source_errors_total{cluster="kafka-a"} 0.0' in text
     assert 'kafka_xds_streams_refused_total{reason="overloaded"} 0.0' in text
+    assert 'kafka_xds_streams_refused_total{reason="permission_denied"} 0.0' in text
     assert 'kafka_xds_nacks_total{type="clusters"} 0.0' in text
     assert "process_cpu_seconds_total" in text
     assert "python_info" in text

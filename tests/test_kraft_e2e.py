@@ -48,7 +48,7 @@ class Following:
 
     def __init__(self, bootstrap: list[str], **kraft: Any) -> None:
         cluster = kraft_cluster(bootstrap, SOURCE_ONLY_LOOPBACK, **kraft)
-        config = parse_config({"upstream_tls": None, "kafka_clusters": [cluster]})
+        config = parse_config({"xds": {"tls": None}, "upstream_tls": None, "kafka_clusters": [cluster]})
         self.source = KraftSource(config.kafka_clusters[0])
         self.published: list[Topology] = []
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +86,7 @@ async def test_metadata_client_reads_a_real_brokers_answer(tansu, addresses):
     settings = (
         parse_config(
             {
+                "xds": {"tls": None},
                 "upstream_tls": None,
                 "kafka_clusters": [kraft_cluster([broker.bootstrap], SOURCE_ONLY_LOOPBACK)],
             }

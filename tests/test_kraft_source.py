@@ -40,7 +40,7 @@ def kraft_config(**kraft: Any) -> dict[str, Any]:
         "upstream_listener": "MESH",
         "kraft": {"bootstrap_servers": BOOT, **kraft},
     }
-    return {"upstream_tls": None, "kafka_clusters": [cluster]}
+    return {"xds": {"tls": None}, "upstream_tls": None, "kafka_clusters": [cluster]}
 
 
 def meta(

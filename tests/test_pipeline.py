@@ -35,7 +35,9 @@ def cluster(**overrides: Any) -> KafkaCluster:
         "static": {"brokers": []},
         **overrides,
     }
-    return parse_config({"upstream_tls": None, "kafka_clusters": [raw]}).kafka_clusters[0]
+    return parse_config({"xds": {"tls": None}, "upstream_tls": None, "kafka_clusters": [raw]}).kafka_clusters[
+        0
+    ]
 
 
 def broker(
@@ -319,7 +321,7 @@ def controller_config(debounce_ms: int, *clusters: dict[str, Any]) -> Config:
     return parse_config(
         {
             "upstream_tls": None,
-            "xds": {"debounce_ms": debounce_ms},
+            "xds": {"debounce_ms": debounce_ms, "tls": None},
             "kafka_clusters": [
                 {
                     "name": f"kafka-{'abc'[index]}",

@@ -23,7 +23,7 @@ def _config(path: Path, xds: str, debug: str, workers: int) -> Path:
     path.write_text(
         yaml.safe_dump(
             {
-                "xds": {"listen": xds, "workers": workers},
+                "xds": {"listen": xds, "workers": workers, "tls": None},
                 "debug": {"listen": debug},
                 "upstream_tls": None,
                 "kafka_clusters": [

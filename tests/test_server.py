@@ -29,8 +29,18 @@ from xds.server import SERVICE, AdsServer
 class AdsClient:
     """A minimal ADS client: what Envoy's gRPC mux does, driven by hand."""
 
-    def __init__(self, port: int, delta: bool = False, options: list[tuple[str, int]] | None = None) -> None:
-        self.channel = aio.insecure_channel(f"127.0.0.1:{port}", options=options or [])
+    def __init__(
+        self,
+        port: int,
+        delta: bool = False,
+        options: list[tuple[str, int]] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        target = f"127.0.0.1:{port}"
+        if credentials is None:
+            self.channel = aio.insecure_channel(target, options=options or [])
+        else:
+            self.channel = aio.secure_channel(target, credentials, options=options or [])
         self.requests: asyncio.Queue[bytes | None] = asyncio.Queue()
         parse = DeltaDiscoveryResponse.parse if delta else DiscoveryResponse.parse
         method = self.channel.stream_stream(

@@ -16,6 +16,7 @@ from xds.topology import SourceState, Topology
 def _source(file: Path) -> StaticSource:
     config = parse_config(
         {
+            "xds": {"tls": None},
             "upstream_tls": None,
             "kafka_clusters": [
                 {

@@ -32,6 +32,7 @@ def _cluster(hosts: str, chroot: str, name: str = "kafka-a", **zookeeper: Any) -
     settings = {"hosts": hosts, "chroot": chroot, "session_timeout_seconds": 4, **zookeeper}
     config = parse_config(
         {
+            "xds": {"tls": None},
             "upstream_tls": None,
             "kafka_clusters": [
                 {

@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from xds.access import access_policy
 from xds.cache import SnapshotCache
 from xds.config import Config, parse_listen
 from xds.controller import Controller
@@ -65,13 +66,32 @@ class Application:
     def _fleet(self, workers: int) -> Fleet:
         if workers == 1:
             assert self.metrics.stream is not None
-            return LocalFleet(self.config.xds, self.cache, self.metrics.stream)
+            return LocalFleet(
+                self.config.xds, self.cache, self.metrics.stream, access_policy(self.config.access)
+            )
         from xds.workers import WorkerFleet
 
         return WorkerFleet(self.config, self.cache, self.metrics)
 
     async def start(self) -> None:
         """Start serving; on failure (an address in use) nothing is left running."""
+        tls = self.config.xds.tls
+        if tls is None:
+            event(
+                log,
+                logging.WARNING,
+                "xds.tls is null: the ADS server is plaintext; whoever reaches it reads every Kafka "
+                "cluster's configuration and may claim any node id",
+                listen=self.config.xds.listen,
+            )
+        elif tls.client_ca_file is None:
+            event(
+                log,
+                logging.WARNING,
+                "xds.tls has no client_ca_file: any client may connect and read every Kafka cluster's "
+                "configuration",
+                listen=self.config.xds.listen,
+            )
         for cluster in self.config.kafka_clusters:
             if self.config.tls_for(cluster) is None:
                 event(

@@ -13,11 +13,15 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xds import __version__
 from xds.config import Config, ConfigError, KafkaCluster, StaticBroker, load_config, load_static_brokers
 from xds.log import configure
 from xds.plan import ClusterPlan, format_plan_table, plan_rows, rows_for_ids
+
+if TYPE_CHECKING:
+    from xds.bootstrap import XdsClientTls
 
 EXIT_CONFIG = 2
 _MAX_IDS = 10_000  # --ids 0-4294967295 would print forever
@@ -107,6 +111,26 @@ def _parser() -> argparse.ArgumentParser:
         default="delta",
         help="incremental (delta, the default) or state-of-the-world (sotw) ADS",
     )
+    tls = boot.add_argument_group(
+        "mTLS to kafka-xds",
+        "Paths on the sidecar's filesystem (a Secret volume): kafka-xds names them and never reads "
+        "them. They are written into two SDS files beside --output, which Envoy re-reads when the "
+        "files' directory changes (a renewed certificate is used for the next connection).",
+    )
+    tls.add_argument("--xds-ca", metavar="FILE", help="the CA that issued kafka-xds's certificate")
+    tls.add_argument("--xds-cert", metavar="FILE", help="this sidecar's client certificate (chain)")
+    tls.add_argument("--xds-key", metavar="FILE", help="this sidecar's private key")
+    tls.add_argument(
+        "--xds-server-name",
+        metavar="NAME",
+        help="the name kafka-xds's certificate holds, sent as SNI and verified (default: the host of --xds)",
+    )
+    boot.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the bootstrap here (and, with TLS, its SDS files beside it) instead of to stdout",
+    )
     boot.set_defaults(run=_bootstrap)
     return parser
 
@@ -128,7 +152,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
     """What serve reads at start besides the config, read the same way: the static broker files
-    (returned by cluster name) and the debug token (never shown)."""
+    (returned by cluster name), the xDS server's certificate files and the debug token (neither
+    shown)."""
     entries: dict[str, list[StaticBroker]] = {}
     for index, cluster in enumerate(config.kafka_clusters):
         if cluster.static is not None and cluster.static.file is not None:
@@ -138,6 +163,10 @@ def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
                 raise ConfigError(f"kafka_clusters[{index}].static.file", str(err)) from None
         elif cluster.static is not None and cluster.static.brokers is not None:
             entries[cluster.name] = cluster.static.brokers
+    if config.xds.tls is not None:
+        from xds.server_tls import ServerCertificates
+
+        ServerCertificates(config.xds.tls)
     if config.debug.token_file is not None:
         from xds.debug.server import read_token
 
@@ -189,6 +218,7 @@ def _check_config(args: argparse.Namespace) -> int:
         return 0
     if not args.plan:
         print(f"{path}: OK, {len(config.kafka_clusters)} Kafka cluster(s)")
+        print(f"  xDS on {config.xds.listen}: {_xds_security(config)}")
         for cluster in config.kafka_clusters:
             tls = "mTLS" if config.tls_for(cluster) else "PLAIN TCP"
             source = f"{cluster.source_kind} source"
@@ -203,6 +233,17 @@ def _check_config(args: argparse.Namespace) -> int:
         print()
     sys.stdout.write(format_plan_table(row for name in rows for row in rows[name]))
     return 0
+
+
+def _xds_security(config: Config) -> str:
+    tls = config.xds.tls
+    if tls is None:
+        return "PLAINTEXT (xds.tls: null)"
+    if tls.client_ca_file is None:
+        return "TLS, no client certificate required"
+    if config.access is None:
+        return "mTLS, every sidecar sees every Kafka cluster (no access section)"
+    return f"mTLS, access policy of {len(config.access)} rule(s)"
 
 
 def _mismatches(plan: ClusterPlan | None) -> list[dict[str, str | int | None]]:
@@ -262,13 +303,46 @@ def _port_rule(cluster: KafkaCluster) -> str:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from xds.bootstrap import BootstrapError, bootstrap_yaml, build_bootstrap
+    from xds.bootstrap import BootstrapError, bootstrap_files
 
+    tls = _xds_client_tls(args)
+    if tls is not None and args.output is None:
+        raise _UsageError(
+            "--output", "required with --xds-ca/--xds-cert/--xds-key: the SDS files go beside it"
+        )
+    output = args.output if args.output is not None else Path("envoy.yaml")
     try:
-        bootstrap = build_bootstrap(
-            args.node_id, args.xds or ["127.0.0.1:18000"], args.node_cluster, args.admin, args.api
+        files = bootstrap_files(
+            output,
+            args.node_id,
+            args.xds or ["127.0.0.1:18000"],
+            args.node_cluster,
+            args.admin,
+            args.api,
+            tls,
         )
     except BootstrapError as err:
         raise _UsageError(err.option, err.problem) from None
-    sys.stdout.write(bootstrap_yaml(bootstrap))
+    if args.output is None:
+        sys.stdout.write(files.text)
+        return 0
+    try:
+        files.write()
+    except OSError as err:
+        raise _UsageError("--output", f"cannot write {err.filename}: {err.strerror or err}") from None
     return 0
+
+
+def _xds_client_tls(args: argparse.Namespace) -> XdsClientTls | None:
+    """--xds-ca, --xds-cert and --xds-key together, or none of them."""
+    from xds.bootstrap import XdsClientTls
+
+    given = {"--xds-ca": args.xds_ca, "--xds-cert": args.xds_cert, "--xds-key": args.xds_key}
+    missing = [option for option, value in given.items() if value is None]
+    if len(missing) == len(given):
+        if args.xds_server_name is not None:
+            raise _UsageError("--xds-server-name", "only with --xds-ca, --xds-cert and --xds-key")
+        return None
+    if missing:
+        raise _UsageError(missing[0], "give --xds-ca, --xds-cert and --xds-key together")
+    return XdsClientTls(args.xds_ca, args.xds_cert, args.xds_key, args.xds_server_name)

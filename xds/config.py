@@ -63,8 +63,19 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class XdsTls(_Model):
+    """TLS on the ADS server: its certificate and key and, to require client certificates, the CA
+    that issues them. Read by kafka-xds (every worker itself) and re-read when the files change."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str | None = Field(default=None, min_length=1)
+
+
 class XdsSettings(_Model):
     listen: ListenAddress = "127.0.0.1:18000"
+    # Required in the file (see _check_xds_tls): the certificate files, or null for plaintext.
+    tls: XdsTls | None = None
     # Serving processes sharing the ADS port (SO_REUSEPORT); None: one per available core. With 1,
     # streams are served in the main process.
     workers: int | None = Field(default=None, ge=1, le=256)
@@ -87,6 +98,14 @@ class XdsSettings(_Model):
 class DebugSettings(_Model):
     listen: ListenAddress = "127.0.0.1:19000"  # loopback by default: it shows the whole topology
     token_file: str | None = None  # a bearer token required for everything but /healthz and /readyz
+
+
+class AccessRule(_Model):
+    """Sidecars whose certificate identity matches `identity` (exact, or `*` for any run of
+    characters) may see these Kafka clusters; a sidecar gets the union over every rule it matches."""
+
+    identity: str = Field(min_length=1)
+    kafka_clusters: list[str]
 
 
 class DnsSettings(_Model):
@@ -376,6 +395,8 @@ class Config(_Model):
     dns: DnsSettings = DnsSettings()
     upstream_tls: UpstreamTls | None = None
     kafka_clusters: list[KafkaCluster] = Field(min_length=1)
+    # None: every sidecar sees every cluster. A list (even empty): only what a rule allows it.
+    access: list[AccessRule] | None = None
 
     def tls_for(self, cluster: KafkaCluster) -> UpstreamTls | None:
         """A cluster's own `upstream_tls` (even `null`) wins over the global one."""
@@ -406,6 +427,9 @@ def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
         raise describe_validation_error(err, raw, _PATTERNS) from None
     _check_clusters(raw, config)
     _check_listen_addresses(config)
+    _check_xds_tls(config)
+    _check_access(config)
+    _check_debug_exposure(config)
     return _resolve_local_files(config, base_dir or Path.cwd())
 
 
@@ -491,6 +515,53 @@ def _check_listen_addresses(config: Config) -> None:
         )
 
 
+def _check_xds_tls(config: Config) -> None:
+    if "tls" not in config.xds.model_fields_set:
+        raise ConfigError(
+            "xds.tls",
+            "missing: set xds.tls (cert_file, key_file, client_ca_file), or null for plaintext xDS",
+        )
+
+
+def _check_access(config: Config) -> None:
+    """Identities are only known from verified client certificates; rules name known clusters."""
+    if config.access is None:
+        return
+    tls = config.xds.tls
+    if tls is None or tls.client_ca_file is None:
+        raise ConfigError(
+            "access",
+            "needs xds.tls with client_ca_file: identities come from verified client certificates",
+        )
+    known = [cluster.name for cluster in config.kafka_clusters]
+    for index, rule in enumerate(config.access):
+        for position, name in enumerate(rule.kafka_clusters):
+            if name not in known:
+                raise ConfigError(
+                    f"access[{index}].kafka_clusters[{position}]",
+                    f"unknown Kafka cluster {name!r}: expected one of {', '.join(known)}",
+                )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_debug_exposure(config: Config) -> None:
+    """The debug server shows the whole topology: beyond loopback only behind a token."""
+    host, _ = parse_listen(config.debug.listen)
+    if not _is_loopback(host) and config.debug.token_file is None:
+        raise ConfigError(
+            "debug.listen",
+            f"{config.debug.listen} is not a loopback address: set debug.token_file to expose it",
+        )
+
+
 def _check_kraft(key: str, cluster: KafkaCluster) -> None:
     if cluster.kraft is None:
         return
@@ -548,6 +619,7 @@ _LOCAL_FILES: dict[type[BaseModel], tuple[str, ...]] = {
     KraftSsl: ("ca_file", "cert_file", "key_file", "key_password_file"),
     KraftSasl: ("password_file",),
     DebugSettings: ("token_file",),
+    XdsTls: ("cert_file", "key_file", "client_ca_file"),
 }
 
 

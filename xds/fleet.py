@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
+from xds.access import AccessPolicy
 from xds.cache import SnapshotCache
 from xds.config import XdsSettings
 from xds.debug.streams import StreamQuery, merge, report
@@ -42,8 +43,14 @@ class Fleet(Protocol):
 class LocalFleet:
     """Streams served on this process's event loop."""
 
-    def __init__(self, settings: XdsSettings, cache: SnapshotCache, metrics: StreamMetrics) -> None:
-        self.ads = AdsServer(settings, metrics)
+    def __init__(
+        self,
+        settings: XdsSettings,
+        cache: SnapshotCache,
+        metrics: StreamMetrics,
+        access: AccessPolicy | None = None,
+    ) -> None:
+        self.ads = AdsServer(settings, metrics, access=access)
         self._cache = cache
         self._served: ServedSnapshot | None = None
         self._unwatch = cache.watch(self._published)

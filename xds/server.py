@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import grpc
 from grpc import aio
 
-from xds.config import XdsSettings, parse_listen
-from xds.log import event
+from xds.access import AccessPolicy, Refusal, admit, identity_of
+from xds.config import ConfigError, XdsSettings, parse_listen
+from xds.log import Repeats, event
 from xds.metrics import StreamMetrics
 from xds.protocol import (
     Acked,
@@ -52,6 +53,7 @@ from xds.protocol import (
 )
 from xds.protocol.messages import DeltaRequest, SotwRequest, control_plane
 from xds.resource_types import SHORT_TYPE_NAMES
+from xds.server_tls import ServerCertificates
 
 log = logging.getLogger("kafka_xds.server")
 
@@ -124,6 +126,11 @@ class StreamInfo:
     def envoy_version(self) -> str:
         return self.protocol.node.envoy_version if self.protocol.node else ""
 
+    @property
+    def allowed(self) -> frozenset[str] | None:
+        """The Kafka clusters this sidecar may see (its stream's scope); None: every one."""
+        return self.protocol.scope
+
     def wake(self) -> None:
         self.publish_pending = True
         self.wakeup.set()
@@ -140,8 +147,12 @@ class AdsServer:
         worker: int = 0,
         stream_limit: int | None = None,
         reuse_port: bool = False,
+        access: AccessPolicy | None = None,
     ) -> None:
         self._settings = settings
+        self._access = access
+        self._certificates: ServerCertificates | None = None
+        self._access_refusals = Repeats()
         self._metrics = metrics
         self._worker = worker
         self._stream_limit = stream_limit if stream_limit is not None else settings.max_concurrent_streams
@@ -199,13 +210,24 @@ class AdsServer:
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self.port = server.add_insecure_port(address)
+            self.port = await self._add_port(server, address)
         except RuntimeError:
             raise StartupError(f"xds.listen: cannot listen on {address}: address in use") from None
         await server.start()
         self._server = server
         self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
         event(log, logging.INFO, "ADS server listening", address=address, worker=self._worker)
+
+    async def _add_port(self, server: aio.Server, address: str) -> int:
+        """Plaintext only when `xds.tls` is null; with TLS, the files are read here (each worker
+        reads its own) and followed for changes."""
+        if self._settings.tls is None:
+            return server.add_insecure_port(address)
+        try:
+            self._certificates = await asyncio.to_thread(ServerCertificates, self._settings.tls)
+        except ConfigError as err:
+            raise StartupError(str(err)) from None
+        return server.add_secure_port(address, self._certificates.credentials())
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end every stream cleanly (sidecars reconnect elsewhere), then stop."""
@@ -240,7 +262,6 @@ class AdsServer:
         context: aio.ServicerContext[bytes, bytes],
     ) -> AsyncIterator[bytes]:
         """One stream of either variant (bound to "sotw" or "delta" in `start`)."""
-        protocol = StreamProtocol(Sotw() if api == "sotw" else Delta())
         parse: Callable[[bytes], SotwRequest | DeltaRequest] = (
             self._parser.sotw if api == "sotw" else self._parser.delta
         )
@@ -249,13 +270,29 @@ class AdsServer:
             reason, message = refusal
             self._refused(reason, context.peer())
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        identity, scope = await self._identify(context)
+        protocol = StreamProtocol(Sotw() if api == "sotw" else Delta(), scope)
         stream = StreamInfo(
-            f"{self._worker}-{next(self._ids)}", context.peer(), api, time.time(), time.monotonic(), protocol
+            f"{self._worker}-{next(self._ids)}",
+            context.peer(),
+            api,
+            time.time(),
+            time.monotonic(),
+            protocol,
+            identity,
         )
         self.streams[stream.stream_id] = stream
         self._metrics.streams.set(len(self.streams))
         reader = asyncio.create_task(self._read(request_iterator, stream, parse))
-        event(log, logging.DEBUG, "stream opened", stream=stream.stream_id, peer=stream.peer, api=api)
+        event(
+            log,
+            logging.DEBUG,
+            "stream opened",
+            stream=stream.stream_id,
+            peer=stream.peer,
+            api=api,
+            identity=identity,
+        )
         ended = "error"
         try:
             while True:
@@ -408,6 +445,31 @@ class AdsServer:
                 self._metrics.fanout_seconds.observe(time.monotonic() - snapshot.change_seen_at)
 
     # -- admission ------------------------------------------------------------------------------
+
+    async def _identify(
+        self, context: aio.ServicerContext[bytes, bytes]
+    ) -> tuple[str | None, frozenset[str] | None]:
+        """The sidecar's verified identity and the Kafka clusters it may see (None: all); a sidecar
+        the access policy allows nothing is refused here, before anything is sent."""
+        if self._certificates is None or not self._certificates.requires_client_certificate:
+            return None, None
+        identity = identity_of(context.auth_context())
+        scope = admit(identity, self._access)
+        if isinstance(scope, Refusal):
+            self._metrics.streams_refused.labels(scope.reason).inc()
+            admitted = self._access_refusals.admit(f"{scope.reason} {identity}")  # once a minute each
+            if admitted is not None:
+                event(
+                    log,
+                    logging.WARNING,
+                    f"stream refused ({scope.code.name}): {scope.message}",
+                    identity=identity,
+                    peer=context.peer(),
+                    worker=self._worker,
+                    **admitted,
+                )
+            await context.abort(scope.code, scope.message)
+        return identity, scope
 
     def _refusal(self) -> tuple[str, str] | None:
         if len(self.streams) >= self._stream_limit:

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from xds.access import AccessPolicy
 from xds.debug.streams import report
 from xds.ipc import receive, send
 from xds.log import configure, event
@@ -60,6 +61,7 @@ async def _run(fd: int) -> int:
         worker=index,
         stream_limit=init["stream_limit"],
         reuse_port=True,
+        access=None if init["access"] is None else AccessPolicy(init["access"]),
     )
     try:
         await ads.start()

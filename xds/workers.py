@@ -216,6 +216,10 @@ class WorkerFleet:
             "settings": self._settings,
             "identifier": "kafka-xds",
             "stream_limit": self._stream_limit,
+            # The rules as plain pairs; each worker compiles its own policy.
+            "access": None
+            if self._config.access is None
+            else [(rule.identity, tuple(rule.kafka_clusters)) for rule in self._config.access],
             "log_level": self._log_level,
             "log_format": self._log_format,
         }

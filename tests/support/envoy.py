@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.wait import free_port
+from xds.bootstrap import XdsClientTls
 from xds.demo.processes import EnvoyProcess, envoy_binary
 
 __all__ = ["Envoy", "envoy_binary"]
@@ -26,9 +27,10 @@ class Envoy(EnvoyProcess):
         host: str = "127.0.0.1",
         api: str = "delta",
         xds_servers: Sequence[str] = (),
+        xds_tls: XdsClientTls | None = None,
     ) -> None:
         """kafka-xds's ADS server is on `host:xds_port` (or every one of `xds_servers`); the admin API
-        binds a free port on `host`; `api` is "delta" or "sotw"."""
+        binds a free port on `host`; `api` is "delta" or "sotw"; `xds_tls`: mTLS to kafka-xds."""
         super().__init__(
             directory,
             node_id,
@@ -38,6 +40,7 @@ class Envoy(EnvoyProcess):
             admin_host=host,
             xds_servers=xds_servers,
             api=api,
+            xds_tls=xds_tls,
         )
 
     async def start(self, timeout: float = 30.0) -> Envoy:  # type: ignore[override]

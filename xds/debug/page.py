@@ -141,7 +141,8 @@ def _sidecars(report: dict[str, Any]) -> str:
     shown = len(report["streams"])
     more = (
         f"<p class=muted>{shown} of {report['total']} shown, problems first; all of them, paged and "
-        "filtered: <a href='/debug/streams'>/debug/streams</a> (?state=, ?node=, ?offset=, ?limit=)</p>"
+        "filtered: <a href='/debug/streams'>/debug/streams</a> (?state=, ?node=, ?identity=, ?offset=, "
+        "?limit=)</p>"
         if shown < report["total"]
         else ""
     )
@@ -149,7 +150,8 @@ def _sidecars(report: dict[str, Any]) -> str:
         f"<div class=card>{report['total']} connected · {badges}"
         f"<div class=wrap><table><tr><th>type</th><th>ACKed versions (sidecars)</th></tr>{versions}"
         "</table></div></div>"
-        "<div class=card><div class=wrap><table><tr><th>state</th><th>node</th><th>acked versions</th>"
+        "<div class=card><div class=wrap><table><tr><th>state</th><th>node</th><th>identity</th>"
+        "<th>Kafka clusters</th><th>acked versions</th>"
         f"<th>Envoy</th><th>from</th><th>connected</th></tr>{rows}</table></div>{more}</div>"
     )
 
@@ -168,6 +170,20 @@ def _sidecar_row(stream: dict[str, Any]) -> str:
     )
     return (
         f"<tr><td><span class='badge {badge}'>{escape(title.split(' (')[0])}</span></td>"
-        f"<td>{node}</td><td>{'<br>'.join(acked)}</td><td>{escape(stream['envoy_version'] or '?')}</td>"
+        f"<td>{node}</td><td>{_identity(stream)}</td><td>{_allowed(stream)}</td>"
+        f"<td>{'<br>'.join(acked)}</td><td>{escape(stream['envoy_version'] or '?')}</td>"
         f"<td>{escape(stream['peer'])}</td><td>{since}</td></tr>"
     )
+
+
+def _identity(stream: dict[str, Any]) -> str:
+    """The verified certificate identity (the node id is only what the sidecar claims)."""
+    identity = stream.get("identity")
+    return f"<code>{escape(identity)}</code>" if identity else "<span class=muted>not verified</span>"
+
+
+def _allowed(stream: dict[str, Any]) -> str:
+    allowed = stream.get("allowed_clusters")
+    if allowed is None:
+        return "<span class=muted>all</span>"
+    return escape(", ".join(allowed)) or "<span class=bad>none</span>"

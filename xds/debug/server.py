@@ -178,9 +178,13 @@ class DebugServer:
         except ValueError as err:
             return web.json_response({"error": str(err)}, status=400)
         body = await self._fleet.streams(query)
-        if (query.node is not None or query.stream is not None) and not body["matched"]:
-            wanted = f"node {query.node!r}" if query.node is not None else f"stream {query.stream!r}"
-            return web.json_response({"error": f"no stream from {wanted}"}, status=404)
+        wanted = [
+            f"{what} {value!r}"
+            for what, value in (("node", query.node), ("stream", query.stream), ("identity", query.identity))
+            if value is not None
+        ]
+        if wanted and not body["matched"]:
+            return web.json_response({"error": f"no stream from {' and '.join(wanted)}"}, status=404)
         return web.json_response(body)
 
     async def _plan(self, request: web.Request) -> web.Response:
@@ -218,4 +222,4 @@ def _stream_query(request: web.Request) -> StreamQuery:
         raise ValueError("offset and limit must be whole numbers") from None
     if offset < 0 or not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"offset must be >= 0 and limit within 1..{MAX_PAGE}")
-    return StreamQuery(state, query.get("node"), query.get("stream"), offset, limit)
+    return StreamQuery(state, query.get("node"), query.get("stream"), offset, limit, query.get("identity"))

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from xds.access import identity_pattern
 from xds.protocol import StreamProtocol, SyncState, Views
 from xds.resource_types import SHORT_TYPE_NAMES
 
@@ -34,13 +35,24 @@ class StreamQuery:
     stream: str | None = None  # exact stream id
     offset: int = 0
     limit: int = 100
+    identity: str | None = None  # verified identity, exact or with `*` as in the access policy
 
     def matches(self, row: dict[str, Any]) -> bool:
         return (
             (self.state is None or row["sync"] == self.state)
             and (self.node is None or row["node_id"] == self.node)
             and (self.stream is None or row["stream_id"] == self.stream)
+            and (
+                self.identity is None
+                or (row["identity"] is not None and _matches(self.identity, row["identity"]))
+            )
         )
+
+
+def _matches(pattern: str, identity: str) -> bool:
+    return pattern == identity or (
+        "*" in pattern and identity_pattern(pattern).fullmatch(identity) is not None
+    )
 
 
 def report(
@@ -136,6 +148,7 @@ def _row(stream: StreamInfo, views: Views | None, now: float) -> dict[str, Any]:
         "node_cluster": node.cluster if node else "",
         "envoy_version": node.envoy_version if node else "",
         "identity": stream.identity,
+        "allowed_clusters": None if stream.allowed is None else sorted(stream.allowed),
         "api": stream.api,
         "peer": stream.peer,
         "connected_at": stream.connected_at,

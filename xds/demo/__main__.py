@@ -30,6 +30,7 @@ from typing import IO, Any
 
 import yaml
 
+from xds.bootstrap import XdsClientTls
 from xds.config import KafkaCluster, parse_config, parse_listen
 from xds.demo import layout
 from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
@@ -40,6 +41,7 @@ from xds.plan import broker_port
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 MESH_PORT = 9094  # every broker's mTLS listener, on its pod IP (as in config/compose)
+SIDECAR_IDENTITY = "spiffe://kafka-xds.demo/ns/demo/sa/demo-app"  # matched by config/demo.yaml's access
 
 
 class DemoError(Exception):
@@ -101,6 +103,11 @@ class Demo:
             "cert_file": str(certs_dir / "client.pem"),
             "key_file": str(certs_dir / "client.key"),
         }
+        raw["xds"]["tls"] = {
+            "cert_file": str(certs_dir / "xds-server.pem"),
+            "key_file": str(certs_dir / "xds-server.key"),
+            "client_ca_file": str(certs_dir / "ca.pem"),
+        }
         self.config = parse_config(raw)
         self.config_path = workdir / "kafka-xds.yaml"
         self.config_path.write_text(yaml.safe_dump(raw))
@@ -109,6 +116,12 @@ class Demo:
 
     async def start(self) -> None:
         certs = await asyncio.to_thread(make_certs, self.workdir / "certs")
+        xds_host, xds_port = parse_listen(self.config.xds.listen)
+        # kafka-xds's ADS certificate, and the sidecar's, whose identity the access policy matches.
+        await asyncio.to_thread(certs.issue, "xds-server", hosts=[xds_host])
+        sidecar_cert, sidecar_key = await asyncio.to_thread(
+            certs.issue, "xds-client", uris=[SIDECAR_IDENTITY]
+        )
         # Shielded, and awaited again by stop(): a Ctrl-C now must not leave a server behind unseen.
         self._zookeeper_spawned = asyncio.ensure_future(asyncio.to_thread(self.zookeeper.spawn))
         await asyncio.shield(self._zookeeper_spawned)
@@ -130,7 +143,6 @@ class Demo:
         self._server_log = (self.workdir / "kafka-xds.log").open("ab")
         self.server = await spawn_kafka_xds(self.config_path, self._server_log)
         await wait_ready(self.status_url, self.server, self.workdir / "kafka-xds.log")
-        xds_host, xds_port = parse_listen(self.config.xds.listen)
         self.envoy = EnvoyProcess(
             self.workdir,
             "demo-app",
@@ -138,6 +150,7 @@ class Demo:
             self.addresses.admin_port,
             xds_host=xds_host,
             admin_host=self.addresses.services,
+            xds_tls=XdsClientTls(str(certs.ca_file), str(sidecar_cert), str(sidecar_key)),
         )
         await self.envoy.start()
         await self._wait_sidecar()
@@ -204,7 +217,8 @@ class Demo:
                 f"  zookeeper  {self.zookeeper.hosts}",
                 *brokers,
                 f"             each: mTLS on :{MESH_PORT}, client certificate required (made at start)",
-                f"  kafka-xds  ADS on {self.config.xds.listen}",
+                f"  kafka-xds  ADS on {self.config.xds.listen}, mTLS: sidecars need a certificate from the",
+                f"             demo CA; {SIDECAR_IDENTITY} may see kafka-a and kafka-b",
                 f"  sidecar    Envoy, admin on http://{self.addresses.services}:{self.addresses.admin_port}/",
                 f"  client     every second through {client}",
                 "",

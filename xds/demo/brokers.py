@@ -1,5 +1,8 @@
 """Stand-in brokers for the demo and the tests: certificates (trustme) and mTLS servers.
 
+`Certs.issue` also makes the certificates of kafka-xds's own mTLS (a server certificate for its ADS
+address, and sidecar certificates whose identity is a URI SAN such as a SPIFFE id).
+
 No Kafka broker binary runs here, so a "broker" is what its SSL listener is on the wire: a TLS
 server that requires and verifies a client certificate (ssl.client.auth=required). It answers each
 line with its own name and the client certificate's common name, so a caller knows which broker it
@@ -10,11 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 @dataclass
@@ -32,6 +42,13 @@ class Certs:
         context.verify_mode = ssl.CERT_REQUIRED  # a broker's MESH listener: ssl.client.auth=required
         return context
 
+    def issue(
+        self, name: str, *, uris: Sequence[str] = (), hosts: Sequence[str] = (), directory: Path | None = None
+    ) -> tuple[Path, Path]:
+        """A certificate from this CA for TLS servers and clients, with `uris` (e.g. SPIFFE ids) and
+        `hosts` (DNS names, IPs) as subject alternative names: `<name>.pem` and `<name>.key`."""
+        return issue_certificate(self.ca, directory or self.directory, name, uris=uris, hosts=hosts)
+
 
 def make_certs(directory: Path, client_name: str = "sidecar.kafka-xds.test") -> Certs:
     directory.mkdir(parents=True, exist_ok=True)
@@ -43,6 +60,49 @@ def make_certs(directory: Path, client_name: str = "sidecar.kafka-xds.test") -> 
     client.cert_chain_pems[0].write_to_path(str(client_cert))
     client.private_key_pem.write_to_path(str(client_key))
     return Certs(ca, directory, ca_file, client_cert, client_key)
+
+
+def issue_certificate(
+    ca: trustme.CA, directory: Path, name: str, *, uris: Sequence[str] = (), hosts: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """Like trustme's issue_cert, with URI SANs too (trustme makes DNS, IP and email ones only)."""
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)  # what trustme makes
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes()).subject
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri) for uri in uris]
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    certificate = builder.sign(ca_key, hashes.SHA256())
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
 
 
 @dataclass

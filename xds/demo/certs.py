@@ -1,14 +1,16 @@
 """`python -m xds.demo.certs OUT --broker kafka-1 ...`: a CA and certificates for the compose demo.
 
-Writes `ca.pem`; `client.pem`/`client.key` for the sidecars; and per broker `<name>.pem` holding the
+Writes `ca.pem`; `client.pem`/`client.key` for the sidecars; per broker `<name>.pem` holding the
 PKCS#8 private key followed by its certificate, the PEM keystore format Kafka reads
-(`ssl.keystore.type=PEM`, KIP-651). Test and demo certificates only: production brokers and
+(`ssl.keystore.type=PEM`, KIP-651); and `debug-token`, a random bearer token for kafka-xds's debug
+server (which listens beyond loopback in a container). Test and demo certificates only: production brokers and
 sidecars get theirs from the platform's PKI (cert-manager, Vault, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from pathlib import Path
 
@@ -34,6 +36,7 @@ def write_certs(out: Path, brokers: list[str], client: str) -> None:
         cert = ca.issue_cert(name, "localhost", common_name=name)
         chain = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
         (out / f"{name}.pem").write_bytes(_pkcs8(cert.private_key_pem.bytes()) + chain)
+    (out / "debug-token").write_text(secrets.token_urlsafe(24) + "\n")
     for path in out.iterdir():
         path.chmod(0o644)  # read by the broker, Envoy and kcat containers, which run as other users
 
@@ -48,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out}/ca.pem exists: keeping the certificates already there")
         return 0
     write_certs(args.out, args.broker, args.client)
-    print(f"wrote a CA, a sidecar certificate and {len(args.broker)} broker keystores to {args.out}")
+    print(
+        f"wrote a CA, a sidecar certificate, {len(args.broker)} broker keystores and a debug token "
+        f"to {args.out}"
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import IO
 
 import aiohttp
 
-from xds.bootstrap import DEFAULT_API, bootstrap_yaml, build_bootstrap
+from xds.bootstrap import DEFAULT_API, XdsClientTls, bootstrap_files
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,7 +88,8 @@ def envoy_binary() -> str:
 class EnvoyProcess:
     """One sidecar: writes its bootstrap, runs Envoy, and talks to its admin API.
 
-    kafka-xds's ADS server is reached on `xds_host:xds_port`, the admin API binds `admin_host:admin_port`.
+    kafka-xds's ADS server is reached on `xds_host:xds_port`, the admin API binds `admin_host:admin_port`;
+    with `xds_tls`, over mTLS (the bootstrap's SDS files are written beside it).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class EnvoyProcess:
         admin_host: str = "127.0.0.1",
         xds_servers: Sequence[str] = (),
         api: str = DEFAULT_API,
+        xds_tls: XdsClientTls | None = None,
     ) -> None:
         self.directory = directory
         self.node_id = node_id
@@ -110,8 +112,8 @@ class EnvoyProcess:
         self.log_path = directory / f"envoy-{node_id}.log"
         self.bootstrap_path = directory / f"envoy-{node_id}.yaml"
         servers = list(xds_servers) or [f"{xds_host}:{xds_port}"]
-        bootstrap = build_bootstrap(node_id, servers, admin=f"{admin_host}:{admin_port}", api=api)
-        self.bootstrap_path.write_text(bootstrap_yaml(bootstrap))
+        admin = f"{admin_host}:{admin_port}"
+        bootstrap_files(self.bootstrap_path, node_id, servers, admin=admin, api=api, tls=xds_tls).write()
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
 
