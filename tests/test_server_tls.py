@@ -51,7 +51,11 @@ class TlsServer:
             client_ca_file=str(self.volume.path("ca.crt")),
         )
         self.server = AdsServer(
-            XdsSettings(listen="127.0.0.1:0", tls=tls), StreamMetrics(self.registry), access=access
+            # The tests build resources on the event loop; no overload refusal may stand in for
+            # the refusal a test expects.
+            XdsSettings(listen="127.0.0.1:0", tls=tls, overload_lag_seconds=60),
+            StreamMetrics(self.registry),
+            access=access,
         )
         self.world = World()
 

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 import grpc
 from grpc import aio
 
-from xds.access import AccessPolicy, Refusal, admit, identity_of
+from xds.access import AccessPolicy
+from xds.admission import Admission
 from xds.config import ConfigError, XdsSettings, parse_listen
-from xds.log import Repeats, event
+from xds.log import event
 from xds.metrics import StreamMetrics
 from xds.protocol import (
     Acked,
@@ -59,8 +60,6 @@ log = logging.getLogger("kafka_xds.server")
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 _READ_AHEAD = 4  # requests a stream reads while its responses are not being sent; then HTTP/2 pushes back
-_LAG_INTERVAL_SECONDS = 0.25
-_REFUSAL_LOG_INTERVAL_SECONDS = 10.0
 
 
 class StartupError(Exception):
@@ -150,12 +149,16 @@ class AdsServer:
         access: AccessPolicy | None = None,
     ) -> None:
         self._settings = settings
-        self._access = access
         self._certificates: ServerCertificates | None = None
-        self._access_refusals = Repeats()
         self._metrics = metrics
         self._worker = worker
-        self._stream_limit = stream_limit if stream_limit is not None else settings.max_concurrent_streams
+        self.admission = Admission(
+            metrics,
+            stream_limit if stream_limit is not None else settings.max_concurrent_streams,
+            settings.overload_lag_seconds,
+            access,
+            worker,
+        )
         self._reuse_port = reuse_port
         self._nonces = Nonces()
         self._control_plane = control_plane(identifier)
@@ -165,9 +168,6 @@ class AdsServer:
         self._lag_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._fanout_pending: set[str] = set()
-        self._last_refusal_log = 0.0
-        self._refused_since_log = 0
-        self.loop_lag = 0.0
         self.views: Views | None = None
         self.streams: dict[str, StreamInfo] = {}
         self.port: int | None = None
@@ -215,7 +215,7 @@ class AdsServer:
             raise StartupError(f"xds.listen: cannot listen on {address}: address in use") from None
         await server.start()
         self._server = server
-        self._lag_task = asyncio.create_task(self._watch_loop_lag(), name="loop-lag")
+        self._lag_task = asyncio.create_task(self.admission.watch_loop_lag(), name="loop-lag")
         event(log, logging.INFO, "ADS server listening", address=address, worker=self._worker)
 
     async def _add_port(self, server: aio.Server, address: str) -> int:
@@ -265,12 +265,9 @@ class AdsServer:
         parse: Callable[[bytes], SotwRequest | DeltaRequest] = (
             self._parser.sotw if api == "sotw" else self._parser.delta
         )
-        refusal = self._refusal()
-        if refusal is not None:
-            reason, message = refusal
-            self._refused(reason, context.peer())
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
-        identity, scope = await self._identify(context)
+        await self.admission.capacity(len(self.streams), context)
+        verified = self._certificates is not None and self._certificates.requires_client_certificate
+        identity, scope = await self.admission.identify(context, verified)
         protocol = StreamProtocol(Sotw() if api == "sotw" else Delta(), scope)
         stream = StreamInfo(
             f"{self._worker}-{next(self._ids)}",
@@ -443,68 +440,3 @@ class AdsServer:
             snapshot = self.snapshot
             if not self._fanout_pending and snapshot is not None and snapshot.change_seen_at is not None:
                 self._metrics.fanout_seconds.observe(time.monotonic() - snapshot.change_seen_at)
-
-    # -- admission ------------------------------------------------------------------------------
-
-    async def _identify(
-        self, context: aio.ServicerContext[bytes, bytes]
-    ) -> tuple[str | None, frozenset[str] | None]:
-        """The sidecar's verified identity and the Kafka clusters it may see (None: all); a sidecar
-        the access policy allows nothing is refused here, before anything is sent."""
-        if self._certificates is None or not self._certificates.requires_client_certificate:
-            return None, None
-        identity = identity_of(context.auth_context())
-        scope = admit(identity, self._access)
-        if isinstance(scope, Refusal):
-            self._metrics.streams_refused.labels(scope.reason).inc()
-            admitted = self._access_refusals.admit(f"{scope.reason} {identity}")  # once a minute each
-            if admitted is not None:
-                event(
-                    log,
-                    logging.WARNING,
-                    f"stream refused ({scope.code.name}): {scope.message}",
-                    identity=identity,
-                    peer=context.peer(),
-                    worker=self._worker,
-                    **admitted,
-                )
-            await context.abort(scope.code, scope.message)
-        return identity, scope
-
-    def _refusal(self) -> tuple[str, str] | None:
-        if len(self.streams) >= self._stream_limit:
-            return "at_limit", f"this kafka-xds serves at most {self._stream_limit} streams per worker"
-        if self.loop_lag > self._settings.overload_lag_seconds:
-            return "overloaded", (
-                f"kafka-xds is overloaded (its event loop runs {self.loop_lag:.1f} s late); retry later"
-            )
-        return None
-
-    def _refused(self, reason: str, peer: str) -> None:
-        self._metrics.streams_refused.labels(reason).inc()
-        self._refused_since_log += 1
-        now = time.monotonic()
-        if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL_SECONDS:
-            event(
-                log,
-                logging.WARNING,
-                "new streams refused (RESOURCE_EXHAUSTED); clients retry with backoff",
-                reason=reason,
-                refused=self._refused_since_log,
-                streams=len(self.streams),
-                loop_lag_seconds=round(self.loop_lag, 2),
-                peer=peer,
-                worker=self._worker,
-            )
-            self._last_refusal_log, self._refused_since_log = now, 0
-
-    async def _watch_loop_lag(self) -> None:
-        """How late the loop runs a timer: the honest measure of how far behind serving is."""
-        loop = asyncio.get_running_loop()
-        while True:
-            expected = loop.time() + _LAG_INTERVAL_SECONDS
-            await asyncio.sleep(_LAG_INTERVAL_SECONDS)
-            lag = max(0.0, loop.time() - expected)
-            # Rise at once, decay over a few ticks: one quiet tick does not end an overload.
-            self.loop_lag = lag if lag > self.loop_lag else self.loop_lag * 0.5 + lag * 0.5
-            self._metrics.loop_lag_seconds.set(self.loop_lag)
