@@ -9,50 +9,56 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
-import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
+from xds.config_sources import (
+    KraftSasl,
+    KraftSource,
+    KraftSsl,
+    StaticBroker,
+    StaticBrokerFile,
+    StaticSource,
+    ZookeeperDigestAuth,
+    ZookeeperSource,
+    ZookeeperTls,
+)
+from xds.configfile import (
+    NAME_PATTERN,
+    PATTERNS,
+    ListenAddress,
+    Model,
+    Port,
+    describe_validation_error,
+    parse_listen,
+    read_yaml,
+)
 from xds.configfile import ConfigError as ConfigError
-from xds.configfile import describe_validation_error, read_yaml
+
+_M = TypeVar("_M", bound=BaseModel)
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DebugSettings",
+    "KafkaCluster",
+    "KraftSource",
+    "SidecarSettings",
+    "StaticBroker",
+    "UpstreamTls",
+    "XdsSettings",
+    "XdsTls",
+    "ZookeeperSource",
+    "load_config",
+    "load_static_brokers",
+    "parse_config",
+    "parse_listen",
+    "parse_static_brokers",
+]
 
 KAFKA_MAX_IDLE_SECONDS = 600  # Kafka's connections.max.idle.ms default: never cut a connection sooner
-_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-_USERNAME_PATTERN = r"^[^:]+$"
-_PATTERNS = {
-    _NAME_PATTERN: "lowercase letters, digits and '-', starting and ending with a letter or digit",
-    _USERNAME_PATTERN: "a name without ':'",
-}
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-Port = Annotated[int, Field(ge=1, le=65535)]
-_M = TypeVar("_M", bound=BaseModel)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` into its parts (port 0: any free port, for tests and demos)."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"expected HOST:PORT with a port in 0..65535, got {value!r}")
-    return host.strip("[]"), port
-
-
-def _check_listen(value: str) -> str:
-    parse_listen(value)
-    return value
-
-
-ListenAddress = Annotated[str, pydantic.AfterValidator(_check_listen)]
 
 
 def available_cores() -> int:
@@ -63,7 +69,7 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class XdsTls(_Model):
+class XdsTls(Model):
     """TLS on the ADS server: its certificate and key and, to require client certificates, the CA
     that issues them. Read by kafka-xds (every worker itself) and re-read when the files change."""
 
@@ -72,7 +78,7 @@ class XdsTls(_Model):
     client_ca_file: str | None = Field(default=None, min_length=1)
 
 
-class XdsSettings(_Model):
+class XdsSettings(Model):
     listen: ListenAddress = "127.0.0.1:18000"
     # Required in the file (see _check_xds_tls): the certificate files, or null for plaintext.
     tls: XdsTls | None = None
@@ -95,12 +101,12 @@ class XdsSettings(_Model):
         return self.workers if self.workers is not None else available_cores()
 
 
-class DebugSettings(_Model):
+class DebugSettings(Model):
     listen: ListenAddress = "127.0.0.1:19000"  # loopback by default: it shows the whole topology
     token_file: str | None = None  # a bearer token required for everything but /healthz and /readyz
 
 
-class AccessRule(_Model):
+class AccessRule(Model):
     """Sidecars whose certificate identity matches `identity` (exact, or `*` for any run of
     characters) may see these Kafka clusters; a sidecar gets the union over every rule it matches."""
 
@@ -108,14 +114,14 @@ class AccessRule(_Model):
     kafka_clusters: list[str]
 
 
-class DnsSettings(_Model):
+class DnsSettings(Model):
     """Brokers registered by DNS name are resolved here (EDS needs IPs) and re-resolved periodically."""
 
     refresh_seconds: float = Field(default=30.0, gt=0)
     timeout_seconds: float = Field(default=5.0, gt=0)
 
 
-class SidecarSettings(_Model):
+class SidecarSettings(Model):
     """Connection behaviour every sidecar applies to broker connections."""
 
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -125,7 +131,7 @@ class SidecarSettings(_Model):
     keepalive_probes: int = Field(default=3, ge=1)
 
 
-class UpstreamTls(_Model):
+class UpstreamTls(Model):
     """mTLS from the sidecar to the broker. Paths are on the sidecar's filesystem, not ours."""
 
     ca_file: str
@@ -133,196 +139,11 @@ class UpstreamTls(_Model):
     key_file: str
 
 
-def _is_host(host: str) -> bool:
-    """An IPv4 or IPv6 literal, or a DNS name as RFC 1123 allows (a trailing dot is fine)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        name = host.removesuffix(".")
-        return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
-    return True
-
-
-class StaticBroker(_Model):
-    id: int = Field(ge=0)
-    host: str
-    port: Port
-    rack: str | None = None
-    listeners: dict[str, ListenAddress] = Field(default_factory=dict)  # other listeners, name -> HOST:PORT
-
-    @field_validator("host")
-    @classmethod
-    def _host_is_an_address_or_a_name(cls, host: str, info: ValidationInfo) -> str:
-        if not _is_host(host):
-            hint = " (the port goes in 'port')" if _is_host(host.rpartition(":")[0].strip("[]")) else ""
-            broker = info.data.get("id", "?")
-            raise ValueError(f"expected an IP address or a DNS name for broker {broker}, got {host!r}{hint}")
-        return host
-
-
-def _unique_broker_ids(brokers: list[StaticBroker]) -> list[StaticBroker]:
-    first: dict[int, int] = {}
-    for index, broker in enumerate(brokers):
-        if broker.id in first:
-            raise ValueError(
-                f"expected unique broker ids, got id {broker.id} at brokers[{first[broker.id]}] "
-                f"and brokers[{index}]"
-            )
-        first[broker.id] = index
-    return brokers
-
-
-StaticBrokers = Annotated[list[StaticBroker], pydantic.AfterValidator(_unique_broker_ids)]
-
-
-class StaticBrokerFile(_Model):
-    brokers: StaticBrokers
-
-
-class StaticSource(_Model):
-    file: str | None = None
-    brokers: StaticBrokers | None = None
-    poll_interval_seconds: float = Field(default=1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _one_of_file_or_brokers(self) -> StaticSource:
-        if (self.file is None) == (self.brokers is None):
-            raise ValueError("give exactly one of 'file' or 'brokers'")
-        return self
-
-
-class ZookeeperDigestAuth(_Model):
-    """ZooKeeper `digest` authentication; the password is read from a file, never from the config."""
-
-    username: str = Field(min_length=1, pattern=_USERNAME_PATTERN)
-    password_file: str = Field(min_length=1)
-
-
-class _ClientTls(_Model):
-    """TLS from kafka-xds to a backend; a client certificate only where the backend asks for one."""
-
-    cert_file: str | None = None
-    key_file: str | None = None
-    check_hostname: bool = True
-
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> _ClientTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("give both 'cert_file' and 'key_file', or neither")
-        return self
-
-
-class ZookeeperTls(_ClientTls):
-    """TLS to ZooKeeper (its secureClientPort)."""
-
-    ca_file: str = Field(min_length=1)
-
-
-def _check_zookeeper_hosts(hosts: str) -> str:
-    """`host:port,host:port` as in a broker's zookeeper.connect, but without its chroot."""
-    if "/" in hosts:
-        raise ValueError(f"expected HOST:PORT,... with the chroot in 'chroot', got {hosts!r}")
-    for entry in hosts.split(","):
-        try:
-            parsed = urllib.parse.urlsplit("zk://" + entry.strip())
-            port = parsed.port  # raises ValueError when out of range or not a number
-        except ValueError:
-            parsed, port = None, None
-        if parsed is None or not parsed.hostname or (port is not None and port < 1):
-            raise ValueError(f"expected HOST:PORT,..., got {hosts!r} ({entry.strip()!r} is not HOST:PORT)")
-    return hosts
-
-
-class ZookeeperSource(_Model):
-    hosts: Annotated[str, Field(min_length=1), pydantic.AfterValidator(_check_zookeeper_hosts)]
-    chroot: str = ""
-    session_timeout_seconds: float = Field(default=10.0, ge=1, le=600)
-    startup_timeout_seconds: float | None = Field(default=None, gt=0)
-    auth: ZookeeperDigestAuth | None = None
-    tls: ZookeeperTls | None = None
-
-    @field_validator("chroot")
-    @classmethod
-    def _chroot_is_absolute(cls, chroot: str) -> str:
-        if chroot and (not chroot.startswith("/") or chroot.endswith("/") or "//" in chroot):
-            raise ValueError(
-                f"expected a path that starts with '/' and does not end with '/' (e.g. /kafka-a), "
-                f"got {chroot!r}"
-            )
-        return chroot
-
-
-def _check_bootstrap_server(server: str) -> str:
-    """`host:port` (or `[v6]:port`) with a real port, as in a Kafka client's bootstrap.servers."""
-    try:
-        parsed = urllib.parse.urlsplit("kafka://" + server)
-        port = parsed.port  # raises ValueError when out of range or not a number
-    except ValueError:
-        parsed, port = None, None
-    if parsed is None or not parsed.hostname or port is None or port < 1 or parsed.path:
-        raise ValueError(f"{server!r} is not HOST:PORT")
-    return server
-
-
-class KraftSsl(_ClientTls):
-    """TLS to the brokers' bootstrap listener (a client certificate for ssl.client.auth=required).
-    Without `ca_file` the system's trust store is used."""
-
-    ca_file: str | None = None
-    key_password_file: str | None = None
-
-    @model_validator(mode="after")
-    def _password_needs_a_key(self) -> KraftSsl:
-        if self.key_password_file is not None and self.key_file is None:
-            raise ValueError("'key_password_file' needs 'key_file'")
-        return self
-
-
-class KraftSasl(_Model):
-    """SASL on the bootstrap listener; the password is read from a file, never from the config."""
-
-    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-    username: str = Field(min_length=1)
-    password_file: str = Field(min_length=1)
-
-
-class KraftSource(_Model):
-    """Kafka's own Metadata API, for ZooKeeper-less (KRaft) clusters; see docs/kraft.md."""
-
-    bootstrap_servers: list[Annotated[str, pydantic.AfterValidator(_check_bootstrap_server)]] = Field(
-        min_length=1
-    )
-    # The listener these addresses belong to is the one whose advertised endpoints kafka-xds learns;
-    # upstream_port replaces their port, for sidecars that must use another listener on the same host.
-    upstream_port: Port | None = None
-    poll_interval_seconds: float = Field(default=2.0, ge=0.1, le=3600)
-    request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
-    max_backoff_seconds: float = Field(default=30.0, ge=0.1, le=3600)
-    startup_timeout_seconds: float | None = Field(default=None, gt=0)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    ssl: KraftSsl | None = None
-    sasl: KraftSasl | None = None
-
-    @model_validator(mode="after")
-    def _security_settings_match_the_protocol(self) -> KraftSource:
-        uses_ssl = self.security_protocol in ("SSL", "SASL_SSL")
-        uses_sasl = self.security_protocol.startswith("SASL_")
-        if self.ssl is not None and not uses_ssl:
-            raise ValueError(f"'ssl' is set but security_protocol {self.security_protocol} does not use TLS")
-        if uses_sasl and self.sasl is None:
-            raise ValueError(f"security_protocol {self.security_protocol} needs 'sasl'")
-        if self.sasl is not None and not uses_sasl:
-            raise ValueError(
-                f"'sasl' is set but security_protocol {self.security_protocol} does not use SASL"
-            )
-        return self
-
-
 SOURCE_KINDS = ("static", "zookeeper", "kraft")
 
 
-class KafkaCluster(_Model):
-    name: str = Field(pattern=_NAME_PATTERN, max_length=63)
+class KafkaCluster(Model):
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
     loopback_ip: ipaddress.IPv4Address = Field(strict=False)  # YAML gives a string: see _loopback_ip_text
     port_base: int = Field(ge=0, le=65535)
     max_broker_id: int | None = Field(default=None, ge=0)
@@ -388,7 +209,7 @@ class KafkaCluster(_Model):
         return f"broker id {broker_id} has no port: {why}"
 
 
-class Config(_Model):
+class Config(Model):
     xds: XdsSettings = XdsSettings()
     debug: DebugSettings = DebugSettings()
     sidecar: SidecarSettings = SidecarSettings()
@@ -424,7 +245,7 @@ def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
     try:
         config = Config.model_validate(raw)
     except pydantic.ValidationError as err:
-        raise describe_validation_error(err, raw, _PATTERNS) from None
+        raise describe_validation_error(err, raw, PATTERNS) from None
     _check_clusters(raw, config)
     _check_listen_addresses(config)
     _check_xds_tls(config)
@@ -446,7 +267,7 @@ def parse_static_brokers(content: bytes, origin: str, cluster: KafkaCluster) -> 
     try:
         brokers = StaticBrokerFile.model_validate(raw).brokers
     except pydantic.ValidationError as err:
-        first = describe_validation_error(err, raw, _PATTERNS)
+        first = describe_validation_error(err, raw, PATTERNS)
         raise ConfigError(f"{origin}: {first.key}", first.problem) from None
     _check_static_brokers(cluster, brokers, f"{origin}: brokers")
     return brokers
