@@ -198,7 +198,10 @@ def _merge(counters: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
-    xds: dict[str, Any] = {"listen": f"127.0.0.1:{free_port()}", **args.xds_extra}
+    # Plaintext xDS, as the figures before xds.tls existed were measured; --legacy-config leaves the
+    # key out for such a server (it refuses keys it does not know).
+    plaintext = {} if args.legacy_config else {"tls": None}
+    xds: dict[str, Any] = {"listen": f"127.0.0.1:{free_port()}", **plaintext, **args.xds_extra}
     if args.workers is not None:
         xds["workers"] = args.workers
     topology = Topology(directory, args.clusters, args.brokers)
@@ -328,6 +331,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--ramp", type=float, default=0.0, help="spread the streams' starts over this")
     parser.add_argument("--repo", type=Path, default=REPO, help="the kafka-xds source tree to run")
     parser.add_argument("--workers", type=int, help="add xds.workers to the config")
+    parser.add_argument(
+        "--legacy-config",
+        action="store_true",
+        help="for a kafka-xds from before xds.tls existed: leave that key out of the config",
+    )
     parser.add_argument("--xds-extra", type=yaml.safe_load, default={}, help="YAML/JSON: more xds settings")
     parser.add_argument("--seed", type=int, default=1, help="which brokers move")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
