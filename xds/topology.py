@@ -5,6 +5,7 @@ Sources produce `Topology` values; every later stage reads them and none mutates
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,17 @@ class HostPort:
 
     @property
     def is_ip(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return _is_ip(self.host)
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_ip(host: str) -> bool:
+    # Asked of every broker on every plan; parsing an address each time was most of a plan's cost.
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
