@@ -311,6 +311,31 @@ def test_snapshot_rendering_never_shows_private_key_material():
     assert "/etc/client.key" in str(cluster_json)  # paths are not secrets
 
 
+def test_redaction_covers_every_secret_field_that_can_hold_key_material():
+    secret = {
+        "name": "s",
+        "tlsCertificate": {
+            "certificateChain": {"inlineString": "-----BEGIN CERTIFICATE-----"},
+            "privateKey": {"inlineBytes": "a2V5"},
+            "password": {"inlineString": "hunter2"},
+            "pkcs12": {"inlineBytes": "cGtjczEy"},
+        },
+        "genericSecret": {"secret": {"inlineString": "token"}},
+        "sessionTicketKeys": {"keys": [{"inlineBytes": "a2V5"}, {"filename": "/ticket.key"}]},
+    }
+    assert redact(secret) == {
+        "name": "s",
+        "tlsCertificate": {
+            "certificateChain": {"inlineString": "-----BEGIN CERTIFICATE-----"},  # public
+            "privateKey": {"inlineBytes": REDACTED},
+            "password": {"inlineString": REDACTED},
+            "pkcs12": {"inlineBytes": REDACTED},
+        },
+        "genericSecret": {"secret": {"inlineString": REDACTED}},
+        "sessionTicketKeys": {"keys": [{"inlineBytes": REDACTED}, {"filename": "/ticket.key"}]},
+    }
+
+
 # Controller ---------------------------------------------------------------------------------------
 
 
