@@ -481,6 +481,23 @@ def test_a_change_goes_secrets_then_clusters_then_endpoints_then_listeners():
     assert [response.type_url for response in sent] == [SDS, CDS, EDS, LDS]
 
 
+def test_new_listener_waits_until_the_secrets_of_its_cluster_were_sent():
+    world, stream = World(), sotw_stream()
+    sidecar = SotwSidecar(stream, world.views({1: "10.0.0.1"}, tls=TLS))
+    sidecar.connect()
+    both = world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}})
+    clusters = only(stream.publish(both), CDS)
+    assert responses(stream.receive(ack(clusters), both, NOW)) == []
+    eds, sds = sidecar.have[EDS], sidecar.have[SDS]
+    endpoints_request = request(EDS, [name(1), name(1, "kafka-b")], eds.version, eds.nonce)
+    endpoints = only(stream.receive(endpoints_request, both, NOW))  # its secrets were not sent yet
+    assert (endpoints.type_url, endpoints.names) == (EDS, [name(1, "kafka-b")])
+    secrets_request = request(SDS, secret_names() + secret_names("kafka-b"), sds.version, sds.nonce)
+    secrets, listeners = responses(stream.receive(secrets_request, both, NOW))
+    assert (secrets.type_url, secrets.names) == (SDS, secret_names("kafka-b"))
+    assert (listeners.type_url, listeners.names) == (LDS, [name(1), name(1, "kafka-b")])
+
+
 def test_new_listener_needs_no_secrets_from_a_client_that_does_not_subscribe_to_them():
     world, stream = World(), sotw_stream()
     views = world.views({1: "10.0.0.1"}, tls=TLS)
@@ -490,6 +507,24 @@ def test_new_listener_needs_no_secrets_from_a_client_that_does_not_subscribe_to_
     clusters = only(stream.publish(both), CDS)
     listeners = only(stream.receive(ack(clusters), both, NOW), LDS)
     assert listeners.names == [name(1), name(1, "kafka-b")]
+
+
+def test_a_secret_stays_while_a_cluster_the_client_may_hold_uses_it():
+    world, stream = World(), sotw_stream()
+    sidecar = SotwSidecar(stream, world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}}))
+    sidecar.connect()
+    only_a = world.views({1: "10.0.0.1"}, tls=TLS)
+    secrets = stream.types[SDS]
+
+    def kept() -> bool:
+        return set(secret_names("kafka-b")) <= stream.target(secrets, only_a).resources.keys()
+
+    listeners = only(stream.publish(only_a), LDS)  # kafka-b's listener leaves first
+    assert kept()
+    clusters = only(stream.receive(ack(listeners), only_a, NOW), CDS)
+    assert kept()  # the client may still hold kafka-b's cluster until it answers
+    stream.receive(ack(clusters), only_a, NOW)
+    assert not kept()
 
 
 # Stale nonces, one sequence per type ---------------------------------------------------------------

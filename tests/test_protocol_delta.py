@@ -329,6 +329,37 @@ def test_a_new_certificate_path_sends_only_that_secret():
     ]
 
 
+def test_a_new_listener_waits_for_the_secrets_of_its_cluster():
+    world = World()
+    sidecar = DeltaSidecar(delta_stream(), world.views({1: "10.0.0.1"}, tls=TLS))
+    sidecar.connect()
+    stream = sidecar.stream
+    both = world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}})
+    clusters = one(stream.publish(both), CDS)
+    assert sent(stream.receive(delta_ack(clusters), both, NOW)) == []
+    endpoints = one(stream.receive(request(EDS, [name(1, "kafka-b")]), both, NOW))  # no secrets yet
+    assert (endpoints.type_url, endpoints.names) == (EDS, [name(1, "kafka-b")])
+    secrets, listeners = sent(stream.receive(request(SDS, secret_names("kafka-b")), both, NOW))
+    assert (secrets.type_url, secrets.names) == (SDS, secret_names("kafka-b"))
+    assert (listeners.type_url, listeners.names) == (LDS, [name(1, "kafka-b")])
+
+
+def test_a_secret_stays_while_a_cluster_the_client_may_hold_uses_it():
+    world = World()
+    sidecar = DeltaSidecar(
+        delta_stream(), world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}})
+    )
+    sidecar.connect()
+    stream = sidecar.stream
+    only_a = world.views({1: "10.0.0.1"}, tls=TLS)
+    listeners = one(stream.publish(only_a), LDS)  # kafka-b's listener leaves first; its secrets stay
+    clusters, endpoints = sent(stream.receive(delta_ack(listeners), only_a, NOW))
+    assert (clusters.type_url, clusters.removed) == (CDS, [name(1, "kafka-b")])
+    assert sent(stream.receive(delta_ack(endpoints), only_a, NOW)) == []  # the cluster awaits its ACK
+    secrets = one(stream.receive(delta_ack(clusters), only_a, NOW), SDS)
+    assert (secrets.names, secrets.removed) == ([], secret_names("kafka-b"))
+
+
 # Reconnect ----------------------------------------------------------------------------------------
 
 
