@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.conftest import Stack
+from tests.conftest import Stack, base_config, write_static_brokers
 from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually
+from tests.support.xds_process import XdsProcess
 from tests.test_envoy_e2e import _answers, _cluster, _stat
 from xds.demo.brokers import Certs, TlsUpstream, exchange
 
@@ -212,34 +213,49 @@ async def test_a_ca_rollover_keeps_traffic_flowing_to_a_broker_with_a_certificat
 
 
 async def test_a_changed_cluster_warms_with_the_secrets_envoy_already_has(
-    stack: Stack, xds_processes: Callable[..., Awaitable[object]], api: str
+    tmp_path: Path,
+    addresses: LoopbackAddresses,
+    certs: Certs,
+    upstreams: Callable[[str, str], Awaitable[TlsUpstream]],
+    envoys: Callable[..., Awaitable[Envoy]],
+    xds_processes: Callable[..., Awaitable[XdsProcess]],
+    api: str,
 ) -> None:
-    await stack.start([1], _cluster(stack.loopback, stack.brokers_file), api=api)
-    envoy = stack.envoy
-    await eventually(lambda: _answers(stack.loopback, 9091, "broker-1"), what="traffic")
+    loopback, host = addresses.take(), addresses.take()
+    broker = await upstreams("broker-1", addresses.take())
+    brokers_file = write_static_brokers(
+        tmp_path / "brokers.yaml", [{"id": 1, "host": broker.host, "port": broker.port}]
+    )
+    cluster = _cluster(loopback, brokers_file)
+    before = base_config(certs, [cluster], host)
+    # Another replica with a cluster setting changed: every Cluster differs, the secrets they name
+    # do not. It is up, with its snapshot, before the sidecar moves to it, so it has nothing to
+    # resend but the clusters.
+    changed = base_config(certs, [cluster], host, sidecar={"connect_timeout_seconds": 2.5})
+    first = await xds_processes(before, name="first")
+    envoy = await envoys("app-1", before, api=api, replicas=[before, changed])
+    await eventually(lambda: _answers(loopback, 9091, "broker-1"), what="traffic")
+    await xds_processes(changed, name="changed")
     modified = await _stat(envoy, "cluster_manager.cluster_modified")
     secrets_applied = await _secret_updates(envoy)
-    await stack.server.terminate()
 
-    # A cluster setting changes: every Cluster changes, the secrets they name do not (and are not
-    # sent again). Envoy must still finish warming the new clusters.
-    await xds_processes(dict(stack.config, sidecar={"connect_timeout_seconds": 2.5}), name="changed")
+    await first.terminate()
 
     await eventually(
         lambda: _connect_timeout_is(envoy, "2.500s"), what="the changed cluster warmed and active"
     )
     assert await _stat(envoy, "cluster_manager.cluster_modified") == modified + 1
     assert await _stat(envoy, "cluster_manager.warming_clusters") == 0
-    assert await _secret_updates(envoy) == secrets_applied
-    await _answers(stack.loopback, 9091, "broker-1")
+    assert await _secret_updates(envoy) == secrets_applied  # Envoy warmed it with what it had
+    await _answers(loopback, 9091, "broker-1")
+
+
+async def _connect_timeout_is(envoy: Envoy, expected: str) -> bool:
+    dump = await envoy.config_dump(resource="dynamic_active_clusters")
+    return [entry["cluster"]["connect_timeout"] for entry in dump["configs"]] == [expected]
 
 
 async def _secret_updates(envoy: Envoy) -> dict[str, int]:
     stats = await envoy.stats()
     names = ("sds.kafka-a/client-certificate.update_success", "sds.kafka-a/trusted-ca.update_success")
     return {name: stats.get(name, 0) for name in names}
-
-
-async def _connect_timeout_is(envoy: Envoy, expected: str) -> bool:
-    dump = await envoy.config_dump(resource="dynamic_active_clusters")
-    return [entry["cluster"]["connect_timeout"] for entry in dump["configs"]] == [expected]
