@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import betterproto2
 from envoy_data_plane.envoy.config.core.v3 import Node
 
-from tests.support.xds_wire import Decoded, decode_delta, decode_sotw, delta_request, sotw_request
+from tests.support.xds_wire import (
+    Decoded,
+    decode_delta,
+    decode_sotw,
+    delta_request,
+    secrets_used,
+    sotw_request,
+)
 from xds.config import SidecarSettings, UpstreamTls
 from xds.plan import BrokerStatus, PlannedBroker
 from xds.protocol import (
@@ -22,18 +30,20 @@ from xds.protocol import (
     StreamProtocol,
     Views,
 )
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 from xds.resources import ResourceBuilder
 from xds.snapshot import Snapshot
 from xds.topology import HostPort
 
-CDS, EDS, LDS = CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+CDS, EDS, LDS, SDS = CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 NOW = 1_700_000_000.0
 TLS = UpstreamTls(ca_file="/ca.pem", cert_file="/c.pem", key_file="/k.pem")
+RENEWED_TLS = UpstreamTls(ca_file="/ca.pem", cert_file="/renewed/c.pem", key_file="/renewed/k.pem")
 
 
 class World:
-    """Publishes snapshots from `{broker_id: upstream ip}` the way the pipeline does."""
+    """Publishes snapshots from `{broker_id: upstream ip}` the way the pipeline does; with `tls`, every
+    cluster uses its Kafka cluster's two secrets."""
 
     def __init__(self) -> None:
         self.builder = ResourceBuilder()
@@ -74,6 +84,10 @@ def name(broker_id: int, cluster: str = "kafka-a") -> str:
     return f"{cluster}/broker-{broker_id}"
 
 
+def secret_names(cluster: str = "kafka-a") -> list[str]:
+    return [f"{cluster}/client-certificate", f"{cluster}/trusted-ca"]
+
+
 def sotw_stream(scope: frozenset[str] | None = None) -> StreamProtocol:
     return StreamProtocol(Sotw(), scope)
 
@@ -112,7 +126,8 @@ def nack(response: Decoded, last_good: str, message: str = "rejected") -> SotwRe
 
 
 class SotwSidecar:
-    """Answers like Envoy on SotW ADS: ACKs every response, subscribes EDS to the clusters it got."""
+    """Answers like Envoy on SotW ADS: ACKs every response, subscribes EDS to the clusters it got and
+    SDS to the secrets they use."""
 
     def __init__(self, stream: StreamProtocol, views: Views | None) -> None:
         self.stream = stream
@@ -120,6 +135,7 @@ class SotwSidecar:
         self.have: dict[str, Decoded] = {}
         self.log: list[Decoded] = []
         self.endpoint_names: list[str] = []
+        self.secret_names: list[str] = []
 
     def connect(self, versions: dict[str, str] | None = None) -> None:
         versions = versions or {}
@@ -139,16 +155,24 @@ class SotwSidecar:
             response = queue.pop(0)
             self.log.append(response)
             self.have[response.type_url] = response
-            names = self.endpoint_names if response.type_url == EDS else None
+            names = {EDS: self.endpoint_names, SDS: self.secret_names}.get(response.type_url)
             queue.extend(responses(self.stream.receive(ack(response, names), self.views, NOW)))
             if response.type_url == CDS and sorted(response.names) != self.endpoint_names:
                 # Envoy subscribes to the endpoints of the clusters it has, after ACKing them.
                 self.endpoint_names = sorted(response.names)
-                eds = self.have.get(EDS)
-                follow = sotw_request(
-                    EDS, self.endpoint_names, eds.version if eds else "", eds.nonce if eds else ""
-                )
-                queue.extend(responses(self.stream.receive(follow, self.views, NOW)))
+                queue.extend(self._follow(EDS, self.endpoint_names))
+            if response.type_url != CDS:
+                continue
+            used = sorted(set().union(*map(secrets_used, response.resources.values())))
+            if used != self.secret_names:
+                # ... and to the secrets they use (a cluster's SDS subscription starts with it).
+                self.secret_names = used
+                queue.extend(self._follow(SDS, used))
+
+    def _follow(self, type_url: str, names: list[str]) -> list[Decoded]:
+        last = self.have.get(type_url)
+        follow = sotw_request(type_url, names, last.version if last else "", last.nonce if last else "")
+        return responses(self.stream.receive(follow, self.views, NOW))
 
 
 # -- incremental ----------------------------------------------------------------------------------
@@ -164,21 +188,23 @@ class DeltaSidecar:
     def __init__(self, stream: StreamProtocol, views: Views | None) -> None:
         self.stream = stream
         self.views = views
-        self.held: dict[str, dict[str, str]] = {CDS: {}, EDS: {}, LDS: {}}
+        self.held: dict[str, dict[str, str]] = {SDS: {}, CDS: {}, EDS: {}, LDS: {}}
+        self.clusters: dict[str, betterproto2.Message] = {}  # those received on this connection
         self.log: list[Decoded] = []
 
     def connect(self, initial: dict[str, dict[str, str]] | None = None) -> None:
         """Subscribe as Envoy does on (re)connect: every request first, then handle the answers."""
         initial = initial or {}
-        self.held = {type_url: dict(initial.get(type_url, {})) for type_url in (CDS, EDS, LDS)}
+        self.held = {type_url: dict(initial.get(type_url, {})) for type_url in (SDS, CDS, EDS, LDS)}
         outcomes = list(
             self.stream.receive(
                 delta_request(CDS, ["*"], initial=initial.get(CDS), node=Node(id="app-1")), self.views, NOW
             )
         )
-        if initial.get(EDS):
-            request = delta_request(EDS, sorted(initial[EDS]), initial=initial[EDS])
-            outcomes += self.stream.receive(request, self.views, NOW)
+        for type_url in (EDS, SDS):
+            if initial.get(type_url):
+                request = delta_request(type_url, sorted(initial[type_url]), initial=initial[type_url])
+                outcomes += self.stream.receive(request, self.views, NOW)
         outcomes += self.stream.receive(delta_request(LDS, ["*"], initial=initial.get(LDS)), self.views, NOW)
         self._handle(outcomes)
 
@@ -204,3 +230,16 @@ class DeltaSidecar:
                 if added or dropped:
                     change = delta_request(EDS, added, dropped)
                     queue.extend(responses(self.stream.receive(change, self.views, NOW), delta=True))
+                queue.extend(self._follow_secrets(response))
+
+    def _follow_secrets(self, clusters: Decoded) -> list[Decoded]:
+        """Envoy subscribes to a secret with the first cluster using it and drops it with the last."""
+        gone = [self.clusters.pop(name) for name in clusters.removed if name in self.clusters]
+        self.clusters.update(clusters.resources)
+        using = set().union(*map(secrets_used, self.clusters.values()))
+        subscribed = self.stream.types[SDS].names
+        added = sorted(set().union(*map(secrets_used, clusters.resources.values())) - subscribed)
+        dropped = sorted((set().union(*map(secrets_used, gone)) & subscribed) - using)
+        if not (added or dropped):
+            return []
+        return responses(self.stream.receive(delta_request(SDS, added, dropped), self.views, NOW), delta=True)

@@ -93,23 +93,26 @@ async def test_forced_nack_shows_in_streams_metrics_and_page(tmp_path, stack, xd
     await first.terminate()
     broken = dict(config, upstream_tls=dict(config["upstream_tls"], ca_file=str(tmp_path / "missing-ca.pem")))
     server = await xds_processes(broken, name="broken")
-    await eventually(lambda: _stat_at_least(envoy, "cluster_manager.cds.update_rejected", 1), what="a NACK")
+    # The clusters only name the trusted CA's secret: Envoy rejects that secret's update.
+    await eventually(
+        lambda: _stat_at_least(envoy, "sds.kafka-a/trusted-ca.update_rejected", 1), what="a NACK"
+    )
 
     async def nacked() -> Any:
         _, body = await server.get("/debug/streams?node=app-1")
         return body["streams"][0] if body["streams"][0]["sync"] == "nacked" else None
 
     stream = await eventually(nacked, what="the NACK in /debug/streams")
-    clusters = stream["types"]["clusters"]
-    assert clusters["rejected"]
-    assert "missing-ca.pem" in clusters["last_nack"]["error"]
-    assert clusters["acked_version"] != clusters["sent_version"]
+    secrets = stream["types"]["secrets"]
+    assert secrets["rejected"]
+    assert "missing-ca.pem" in secrets["last_nack"]["error"]
+    assert secrets["acked_version"] != secrets["sent_version"]
 
     status, text = await server.get("/metrics")
     assert status == 200
     metrics = _metrics(text)
-    assert metrics["kafka_xds_nacks_total{type=clusters}"] == 1
-    assert metrics["kafka_xds_pushes_total{type=clusters}"] >= 1
+    assert metrics["kafka_xds_nacks_total{type=secrets}"] == 1
+    assert metrics["kafka_xds_pushes_total{type=secrets}"] >= 1
     assert metrics["kafka_xds_connected_streams{}"] == 1
     assert metrics["kafka_xds_brokers{cluster=kafka-a,state=live}"] == 1
     assert metrics["kafka_xds_plan_mismatches{cluster=kafka-a}"] == 1

@@ -89,8 +89,10 @@ async def test_snapshot_shows_resources_and_never_key_material(app):
         return body if status == 200 else None
 
     body = await eventually(snapshot, timeout=10, what="a snapshot")
-    assert set(body["types"]) == {"clusters", "endpoints", "listeners"}
+    assert set(body["types"]) == {"secrets", "clusters", "endpoints", "listeners"}
     assert "kafka-a/broker-1" in body["types"]["listeners"]["resources"]
+    certificate = body["types"]["secrets"]["resources"]["kafka-a/client-certificate"]["resource"]
+    assert certificate["tlsCertificate"]["privateKey"] == {"filename": "/etc/secret.key"}  # a path only
     status, filtered = await _get(application, "/debug/snapshot?type=endpoints&name=kafka-a/broker-1")
     assert status == 200
     assert list(filtered["types"]) == ["endpoints"]

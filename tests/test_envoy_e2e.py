@@ -79,6 +79,10 @@ async def test_bytes_flow_through_sidecar_to_mtls_upstream(
     dump = await envoy.config_dump(resource="dynamic_active_clusters")
     tls = dump["configs"][0]["cluster"]["transport_socket"]
     assert tls["name"] == "envoy.transport_sockets.tls"
+    context = tls["typed_config"]["common_tls_context"]  # the TLS material comes by SDS over ADS
+    assert context["tls_certificate_sds_secret_configs"][0]["name"] == "kafka-a/client-certificate"
+    assert context["validation_context_sds_secret_config"]["name"] == "kafka-a/trusted-ca"
+    assert set(await _secret_versions(envoy)) == {"kafka-a/client-certificate", "kafka-a/trusted-ca"}
     assert server.log_text().count("Traceback") == 0
 
 
@@ -146,21 +150,21 @@ async def test_rejected_config_keeps_the_last_good_one_and_is_not_resent(
     await stack.start([1], _cluster(stack.loopback, stack.brokers_file))
     config, envoy = stack.config, stack.envoy
     await eventually(lambda: _answers(stack.loopback, 9091, "broker-1"), what="traffic with the good config")
-    good_version = await _cds_version(envoy)
+    good_clusters = await _cds_version(envoy)
     await stack.server.terminate()
 
     # The operator restarts kafka-xds with a CA path that does not exist on the sidecar: Envoy
-    # cannot load it and rejects the whole CDS update.
+    # cannot load it and rejects the SDS update of the trusted CA (the clusters only name it, so
+    # they do not change). Envoy keeps using the TLS context it built from the last good files.
     broken = dict(config, upstream_tls=dict(config["upstream_tls"], ca_file=str(tmp_path / "missing-ca.pem")))
     second = await xds_processes(broken, name="broken")
-    await eventually(
-        lambda: _stat_at_least(envoy, "cluster_manager.cds.update_rejected", 1), what="a CDS NACK"
-    )
+    rejected = "sds.kafka-a/trusted-ca.update_rejected"
+    await eventually(lambda: _stat_at_least(envoy, rejected, 1), what="an SDS NACK")
     await asyncio.sleep(2.0)  # a resend loop would show up as more rejections
 
-    assert await _stat(envoy, "cluster_manager.cds.update_rejected") == 1
-    assert await _cds_version(envoy) == good_version
-    await _answers(stack.loopback, 9091, "broker-1")  # still on the last good clusters
+    assert await _stat(envoy, rejected) == 1
+    assert await _cds_version(envoy) == good_clusters
+    await _answers(stack.loopback, 9091, "broker-1")  # still on the last good TLS material
     log = second.log_text()
     assert log.count("sidecar rejected config (NACK)") == 1
     assert "missing-ca.pem" in log
@@ -168,6 +172,11 @@ async def test_rejected_config_keeps_the_last_good_one_and_is_not_resent(
 
 async def _stat_at_least(envoy: Envoy, name: str, value: int) -> bool:
     return await _stat(envoy, name) >= value
+
+
+async def _secret_versions(envoy: Envoy) -> dict[str, str]:
+    dump = await envoy.config_dump(resource="dynamic_active_secrets")
+    return {entry["name"]: entry["version_info"] for entry in dump["configs"]}
 
 
 async def _cds_version(envoy: Envoy) -> str:

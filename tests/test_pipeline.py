@@ -16,7 +16,7 @@ from xds.grace import GraceState
 from xds.metrics import Metrics
 from xds.plan import BrokerStatus, PlannedBroker, broker_port, plan_cluster, upstream_names
 from xds.resolve import HostResolver, Resolution
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 from xds.resources import ResourceBuilder, resource_name
 from xds.snapshot import InconsistentSnapshot, Snapshot
 from xds.topology import Broker, HostPort, SourceState, Topology
@@ -216,9 +216,12 @@ def test_cluster_is_eds_with_mtls_and_kafka_friendly_connection_settings():
     assert cluster_dict["upstreamConnectionOptions"]["tcpKeepalive"]["keepaliveTime"] == 60
     tls = cluster_dict["transportSocket"]["typedConfig"]
     context = tls["commonTlsContext"]
-    assert context["tlsCertificates"][0]["certificateChain"] == {"filename": "/etc/client.pem"}
-    assert context["tlsCertificates"][0]["privateKey"] == {"filename": "/etc/client.key"}
-    assert context["validationContext"]["trustedCa"] == {"filename": "/etc/ca.pem"}
+    assert context["tlsCertificateSdsSecretConfigs"][0]["name"] == "kafka-a/client-certificate"
+    assert context["validationContextSdsSecretConfig"]["name"] == "kafka-a/trusted-ca"
+    certificate, trusted_ca = (secret.decode().to_dict() for secret in built.secrets)
+    assert certificate["tlsCertificate"]["certificateChain"] == {"filename": "/etc/client.pem"}
+    assert certificate["tlsCertificate"]["privateKey"] == {"filename": "/etc/client.key"}
+    assert trusted_ca["validationContext"]["trustedCa"] == {"filename": "/etc/ca.pem"}
     assert "sni" not in tls  # an IP literal is no server name (RFC 6066)
 
 
@@ -263,7 +266,21 @@ def test_moving_a_broker_changes_only_its_endpoints_and_rebuilds_nothing_else():
     assert after[0].endpoints.version != before[0].endpoints.version
     assert after[1] == before[1]
     built, reused = builder.counts
-    assert (built, reused) == (7, 5)  # 6 first, then only broker 1's endpoints
+    assert (built, reused) == (9, 7)  # 6 and the cluster's 2 secrets first, then only broker 1's endpoints
+
+
+def test_a_new_certificate_path_changes_only_the_secret():
+    builder = ResourceBuilder()
+    (before,) = builder.build([(planned(1), TLS)], SidecarSettings())
+    moved_files = TLS.model_copy(update={"cert_file": "/etc/renewed/client.pem"})
+    (after,) = builder.build([(planned(1), moved_files)], SidecarSettings())
+    assert (after.listener, after.cluster, after.endpoints) == (
+        before.listener,
+        before.cluster,
+        before.endpoints,
+    )
+    assert after.secrets[0].version != before.secrets[0].version
+    assert after.secrets[1] is before.secrets[1]
 
 
 def test_builder_forgets_resources_the_last_build_did_not_use():
@@ -273,7 +290,7 @@ def test_builder_forgets_resources_the_last_build_did_not_use():
     again = builder.build([(planned(1), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
     assert again[0].cluster is first[0].cluster
     assert again[1].cluster is not first[1].cluster  # built anew: broker 2 was gone for one build
-    assert builder.counts == (9, 6)
+    assert builder.counts == (11, 10)
 
 
 def test_versions_are_content_hashes_stable_across_builders():
@@ -289,6 +306,18 @@ def test_snapshot_refuses_a_listener_without_its_cluster():
     built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
     with pytest.raises(InconsistentSnapshot, match="missing clusters"):
         Snapshot.of([built.listener, built.endpoints])
+
+
+def test_snapshot_refuses_a_cluster_without_its_secrets():
+    built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
+    with pytest.raises(InconsistentSnapshot, match="missing secrets \\['kafka-a/trusted-ca'\\]"):
+        Snapshot.of([built.listener, built.cluster, built.endpoints, built.secrets[0]])
+
+
+def test_snapshot_holds_each_kafka_clusters_secrets_once():
+    brokers = ResourceBuilder().build([(planned(1), TLS), (planned(2, "10.0.0.2"), TLS)], SidecarSettings())
+    snapshot = Snapshot.from_brokers(brokers)
+    assert list(snapshot.resources(SECRET_TYPE)) == ["kafka-a/client-certificate", "kafka-a/trusted-ca"]
 
 
 def test_snapshot_refuses_a_name_twice():
@@ -307,10 +336,35 @@ def test_snapshot_rendering_never_shows_private_key_material():
         "certificateChain": {"filename": "/c"},
     }
     snapshot = Snapshot.from_brokers(ResourceBuilder().build([(planned(1), TLS)], SidecarSettings()))
-    rendered = render_snapshot(snapshot, type_filter="clusters")
-    assert list(rendered["types"]) == ["clusters"]
-    cluster_json = rendered["types"]["clusters"]["resources"]["kafka-a/broker-1"]["resource"]
-    assert "/etc/client.key" in str(cluster_json)  # paths are not secrets
+    rendered = render_snapshot(snapshot, type_filter="secrets")
+    assert list(rendered["types"]) == ["secrets"]
+    secret_json = rendered["types"]["secrets"]["resources"]["kafka-a/client-certificate"]["resource"]
+    assert "/etc/client.key" in str(secret_json)  # paths are not secrets
+
+
+def test_redaction_covers_every_secret_field_that_can_hold_key_material():
+    secret = {
+        "name": "s",
+        "tlsCertificate": {
+            "certificateChain": {"inlineString": "-----BEGIN CERTIFICATE-----"},
+            "privateKey": {"inlineBytes": "a2V5"},
+            "password": {"inlineString": "hunter2"},
+            "pkcs12": {"inlineBytes": "cGtjczEy"},
+        },
+        "genericSecret": {"secret": {"inlineString": "token"}},
+        "sessionTicketKeys": {"keys": [{"inlineBytes": "a2V5"}, {"filename": "/ticket.key"}]},
+    }
+    assert redact(secret) == {
+        "name": "s",
+        "tlsCertificate": {
+            "certificateChain": {"inlineString": "-----BEGIN CERTIFICATE-----"},  # public
+            "privateKey": {"inlineBytes": REDACTED},
+            "password": {"inlineString": REDACTED},
+            "pkcs12": {"inlineBytes": REDACTED},
+        },
+        "genericSecret": {"secret": {"inlineString": REDACTED}},
+        "sessionTicketKeys": {"keys": [{"inlineBytes": REDACTED}, {"filename": "/ticket.key"}]},
+    }
 
 
 # Controller ---------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from tests.protocol_world import (
     EDS,
     LDS,
     NOW,
+    RENEWED_TLS,
+    SDS,
     TLS,
     SotwSidecar,
     World,
@@ -21,6 +23,7 @@ from tests.protocol_world import (
     name,
     only,
     responses,
+    secret_names,
     sotw_stream,
     types_of,
 )
@@ -390,7 +393,7 @@ def test_changed_cluster_gets_its_endpoints_again_to_finish_warming():
     endpoints_before = sidecar.have[EDS].version
     # Same brokers, different TLS settings: the cluster changes, its endpoints do not.
     sent = sidecar.publish(world.views({1: "10.0.0.1"}, tls=TLS))
-    assert [response.type_url for response in sent] == [CDS, EDS]
+    assert [response.type_url for response in sent] == [CDS, EDS, SDS]  # and the secrets it now uses
     assert sent[1].names == [name(1)] and sent[1].version == endpoints_before
 
 
@@ -454,6 +457,74 @@ def test_broker_in_grace_keeps_listener_and_cluster_with_no_endpoints():
     (endpoints,) = sidecar.publish(world.views({1: None}))
     assert endpoints.type_url == EDS
     assert endpoints.resources[name(1)].endpoints == []  # type: ignore[attr-defined]
+
+
+# Secrets (SDS): what clusters use comes first, stays while in use ---------------------------------
+
+
+def test_secrets_hold_only_what_changed_not_the_complete_set():
+    world, stream = World(), sotw_stream()
+    sidecar = SotwSidecar(stream, world.views({1: "10.0.0.1"}, tls=TLS))
+    sidecar.connect()
+    assert sidecar.have[SDS].names == secret_names()
+    sent = sidecar.publish(world.views({1: "10.0.0.1"}, tls=RENEWED_TLS))  # a new certificate path
+    assert [(response.type_url, response.names) for response in sent] == [
+        (SDS, ["kafka-a/client-certificate"])
+    ]
+
+
+def test_a_change_goes_secrets_then_clusters_then_endpoints_then_listeners():
+    world, stream = World(), sotw_stream()
+    sidecar = SotwSidecar(stream, world.views({1: "10.0.0.1"}, tls=TLS))
+    sidecar.connect()
+    sent = sidecar.publish(world.views({1: "10.0.0.1", 2: "10.0.0.2"}, tls=RENEWED_TLS))
+    assert [response.type_url for response in sent] == [SDS, CDS, EDS, LDS]
+
+
+def test_new_listener_waits_until_the_secrets_of_its_cluster_were_sent():
+    world, stream = World(), sotw_stream()
+    sidecar = SotwSidecar(stream, world.views({1: "10.0.0.1"}, tls=TLS))
+    sidecar.connect()
+    both = world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}})
+    clusters = only(stream.publish(both), CDS)
+    assert responses(stream.receive(ack(clusters), both, NOW)) == []
+    eds, sds = sidecar.have[EDS], sidecar.have[SDS]
+    endpoints_request = request(EDS, [name(1), name(1, "kafka-b")], eds.version, eds.nonce)
+    endpoints = only(stream.receive(endpoints_request, both, NOW))  # its secrets were not sent yet
+    assert (endpoints.type_url, endpoints.names) == (EDS, [name(1, "kafka-b")])
+    secrets_request = request(SDS, secret_names() + secret_names("kafka-b"), sds.version, sds.nonce)
+    secrets, listeners = responses(stream.receive(secrets_request, both, NOW))
+    assert (secrets.type_url, secrets.names) == (SDS, secret_names("kafka-b"))
+    assert (listeners.type_url, listeners.names) == (LDS, [name(1), name(1, "kafka-b")])
+
+
+def test_new_listener_needs_no_secrets_from_a_client_that_does_not_subscribe_to_them():
+    world, stream = World(), sotw_stream()
+    views = world.views({1: "10.0.0.1"}, tls=TLS)
+    for type_url in (CDS, LDS):
+        stream.receive(ack(only(stream.receive(request(type_url), views, NOW))), views, NOW)
+    both = world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}})
+    clusters = only(stream.publish(both), CDS)
+    listeners = only(stream.receive(ack(clusters), both, NOW), LDS)
+    assert listeners.names == [name(1), name(1, "kafka-b")]
+
+
+def test_a_secret_stays_while_a_cluster_the_client_may_hold_uses_it():
+    world, stream = World(), sotw_stream()
+    sidecar = SotwSidecar(stream, world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}}))
+    sidecar.connect()
+    only_a = world.views({1: "10.0.0.1"}, tls=TLS)
+    secrets = stream.types[SDS]
+
+    def kept() -> bool:
+        return set(secret_names("kafka-b")) <= stream.target(secrets, only_a).resources.keys()
+
+    listeners = only(stream.publish(only_a), LDS)  # kafka-b's listener leaves first
+    assert kept()
+    clusters = only(stream.receive(ack(listeners), only_a, NOW), CDS)
+    assert kept()  # the client may still hold kafka-b's cluster until it answers
+    stream.receive(ack(clusters), only_a, NOW)
+    assert not kept()
 
 
 # Stale nonces, one sequence per type ---------------------------------------------------------------

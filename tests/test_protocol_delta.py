@@ -16,6 +16,8 @@ from tests.protocol_world import (
     EDS,
     LDS,
     NOW,
+    RENEWED_TLS,
+    SDS,
     TLS,
     DeltaSidecar,
     World,
@@ -24,6 +26,7 @@ from tests.protocol_world import (
     name,
     only,
     responses,
+    secret_names,
     types_of,
 )
 from tests.support.xds_wire import Decoded
@@ -246,7 +249,7 @@ def test_a_removed_broker_leaves_listener_first_then_cluster_and_endpoints():
         (CDS, [], [name(2)]),
         (EDS, [], [name(2)]),
     ]
-    assert sidecar.held == {
+    assert {type_url: sidecar.held[type_url] for type_url in (CDS, EDS, LDS)} == {
         type_url: {name(1): sidecar.stream.types[type_url].has.versions[name(1)]}  # type: ignore[union-attr]
         for type_url in (CDS, EDS, LDS)
     }
@@ -299,6 +302,7 @@ def test_a_changed_cluster_gets_its_endpoints_again_to_finish_warming():
     assert [(response.type_url, response.names) for response in updates] == [
         (CDS, [name(1)]),
         (EDS, [name(1)]),
+        (SDS, secret_names()),  # the client subscribes to the secrets the cluster now uses
     ]
 
 
@@ -309,6 +313,51 @@ def test_listeners_reach_a_client_that_subscribes_only_to_listeners():
     assert first.names == [name(1)]
     stream.receive(delta_ack(first), views, NOW)
     assert one(stream.publish(world.views({1: "10.0.0.1", 2: "10.0.0.2"}))).names == [name(2)]
+
+
+# Secrets (SDS) ------------------------------------------------------------------------------------
+
+
+def test_a_new_certificate_path_sends_only_that_secret():
+    world = World()
+    sidecar = DeltaSidecar(delta_stream(), world.views({1: "10.0.0.1", 2: "10.0.0.2"}, tls=TLS))
+    sidecar.connect()
+    assert sidecar.held[SDS].keys() == set(secret_names())
+    updates = sidecar.publish(world.views({1: "10.0.0.1", 2: "10.0.0.2"}, tls=RENEWED_TLS))
+    assert [(response.type_url, response.names, response.removed) for response in updates] == [
+        (SDS, ["kafka-a/client-certificate"], [])
+    ]
+
+
+def test_a_new_listener_waits_for_the_secrets_of_its_cluster():
+    world = World()
+    sidecar = DeltaSidecar(delta_stream(), world.views({1: "10.0.0.1"}, tls=TLS))
+    sidecar.connect()
+    stream = sidecar.stream
+    both = world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}})
+    clusters = one(stream.publish(both), CDS)
+    assert sent(stream.receive(delta_ack(clusters), both, NOW)) == []
+    endpoints = one(stream.receive(request(EDS, [name(1, "kafka-b")]), both, NOW))  # no secrets yet
+    assert (endpoints.type_url, endpoints.names) == (EDS, [name(1, "kafka-b")])
+    secrets, listeners = sent(stream.receive(request(SDS, secret_names("kafka-b")), both, NOW))
+    assert (secrets.type_url, secrets.names) == (SDS, secret_names("kafka-b"))
+    assert (listeners.type_url, listeners.names) == (LDS, [name(1, "kafka-b")])
+
+
+def test_a_secret_stays_while_a_cluster_the_client_may_hold_uses_it():
+    world = World()
+    sidecar = DeltaSidecar(
+        delta_stream(), world.views({1: "10.0.0.1"}, tls=TLS, extra={"kafka-b": {1: "10.0.1.1"}})
+    )
+    sidecar.connect()
+    stream = sidecar.stream
+    only_a = world.views({1: "10.0.0.1"}, tls=TLS)
+    listeners = one(stream.publish(only_a), LDS)  # kafka-b's listener leaves first; its secrets stay
+    clusters, endpoints = sent(stream.receive(delta_ack(listeners), only_a, NOW))
+    assert (clusters.type_url, clusters.removed) == (CDS, [name(1, "kafka-b")])
+    assert sent(stream.receive(delta_ack(endpoints), only_a, NOW)) == []  # the cluster awaits its ACK
+    secrets = one(stream.receive(delta_ack(clusters), only_a, NOW), SDS)
+    assert (secrets.names, secrets.removed) == ([], secret_names("kafka-b"))
 
 
 # Reconnect ----------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The wire encoders write exactly the bytes envoy-data-plane's typed messages serialize to.
 
 Cases are generated: a grid over the axes that change a message's shape (TLS, SNI, rack, grace,
-host kinds, settings at varint and rounding boundaries) plus a seeded random sample of names,
-hosts, ports and settings. The seed is fixed, so every run checks the same cases, and a failure
-names the inputs that broke.
+host kinds, file paths and their directories, settings at varint and rounding boundaries) plus a
+seeded random sample of names, hosts, ports, paths and settings. The seed is fixed, so every run
+checks the same cases, and a failure names the inputs that broke.
 """
 
 from __future__ import annotations
@@ -21,19 +21,33 @@ import pytest
 from xds import resources, wire
 from xds.config import SidecarSettings, UpstreamTls
 from xds.plan import PlannedBroker
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 from xds.resources import (
+    CertificateInputs,
     ClusterInputs,
     EndpointInputs,
     ListenerInputs,
     ResourceBuilder,
+    TlsSecrets,
+    TrustedCaInputs,
+    encode_certificate,
     encode_cluster,
     encode_endpoints,
     encode_listener,
+    encode_trusted_ca,
     resource_name,
+    watched_directory,
 )
 from xds.topology import HostPort
-from xds.typed import TYPED_ENCODERS, decode, typed_cluster, typed_endpoints, typed_listener
+from xds.typed import (
+    TYPED_ENCODERS,
+    decode,
+    typed_certificate,
+    typed_cluster,
+    typed_endpoints,
+    typed_listener,
+    typed_trusted_ca,
+)
 
 T = TypeVar("T")
 SEED = 20240611
@@ -81,6 +95,19 @@ TLS_SETTINGS = (
     UpstreamTls(ca_file="/etc/ca.pem", cert_file="/etc/client.pem", key_file="/etc/client.key"),
     UpstreamTls(ca_file="", cert_file="", key_file=""),
     UpstreamTls(ca_file="/ç/ä.pem", cert_file="/🚀/c.pem", key_file="/k" * 100),
+)
+KAFKA_CLUSTERS = ("kafka-a", "k", "", "a" * 63, "b" * 200)
+SECRETS = (None, *(TlsSecrets.of(kafka) for kafka in KAFKA_CLUSTERS))
+PATHS = (
+    "/etc/kafka-tls/tls.crt",  # a Kubernetes Secret volume: a link to ..data/tls.crt
+    "/etc/kafka-tls/..data/tls.crt",
+    "/tls.crt",
+    "tls.crt",  # relative: Envoy's working directory
+    "certs/tls.crt",
+    "/etc/kafka-tls/",
+    "",
+    "/ç/ä/🚀.pem",
+    "/" + "d/" * 100 + "c.pem",
 )
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-._/~:@%+ éü日本🚀"
 
@@ -145,12 +172,14 @@ def random_sidecar(rng: random.Random) -> SidecarSettings:
     )
 
 
-def random_tls(rng: random.Random) -> UpstreamTls | None:
+def random_secrets(rng: random.Random) -> TlsSecrets | None:
     if rng.random() < 0.25:
         return None
-    return UpstreamTls(
-        ca_file=random_text(rng, 300), cert_file=random_text(rng, 300), key_file=random_text(rng, 300)
-    )
+    return TlsSecrets.of(rng.choice((*KAFKA_CLUSTERS, random_text(rng, 200))))
+
+
+def random_path(rng: random.Random) -> str:
+    return rng.choice((*PATHS, random_text(rng, 300)))
 
 
 def cases(grid: Iterable[T], sample: Callable[[random.Random], T]) -> list[T]:
@@ -173,18 +202,34 @@ LISTENER_CASES = cases(
 )
 CLUSTER_CASES = cases(
     (
-        ClusterInputs("kafka-a", name_of("kafka-a", broker_id), server_name, tls, settings)
-        for (tls, server_name, settings), broker_id in zip(
-            itertools.product(TLS_SETTINGS, SERVER_NAMES, SIDECARS), itertools.cycle(BROKER_IDS), strict=False
+        ClusterInputs("kafka-a", name_of("kafka-a", broker_id), server_name, secrets, settings)
+        for (secrets, server_name, settings), broker_id in zip(
+            itertools.product(SECRETS, SERVER_NAMES, SIDECARS), itertools.cycle(BROKER_IDS), strict=False
         )
     ),
     lambda rng: ClusterInputs(
         "kafka-a",
         random_name(rng),
         rng.choice((None, "", random_host(rng))),
-        random_tls(rng),
+        random_secrets(rng),
         random_sidecar(rng),
     ),
+)
+CERTIFICATE_CASES = cases(
+    (
+        CertificateInputs(kafka, TlsSecrets.of(kafka).certificate, cert_file, key_file)
+        for (cert_file, key_file), kafka in zip(
+            itertools.product(PATHS, PATHS), itertools.cycle(KAFKA_CLUSTERS), strict=False
+        )
+    ),
+    lambda rng: CertificateInputs("kafka-a", random_text(rng, 200), random_path(rng), random_path(rng)),
+)
+TRUSTED_CA_CASES = cases(
+    (
+        TrustedCaInputs(kafka, TlsSecrets.of(kafka).trusted_ca, ca_file)
+        for ca_file, kafka in itertools.product(PATHS, KAFKA_CLUSTERS)
+    ),
+    lambda rng: TrustedCaInputs("kafka-a", random_text(rng, 200), random_path(rng)),
 )
 ENDPOINT_CASES = cases(
     (
@@ -208,6 +253,8 @@ KINDS: dict[str, tuple[Sequence[Any], Callable[[Any], betterproto2.Message], Cal
     "listener": (LISTENER_CASES, typed_listener, encode_listener),
     "cluster": (CLUSTER_CASES, typed_cluster, encode_cluster),
     "endpoints": (ENDPOINT_CASES, typed_endpoints, encode_endpoints),
+    "certificate": (CERTIFICATE_CASES, typed_certificate, encode_certificate),
+    "trusted_ca": (TRUSTED_CA_CASES, typed_trusted_ca, encode_trusted_ca),
 }
 
 
@@ -269,6 +316,8 @@ def test_a_changed_constant_in_the_listener_encoder_is_caught(monkeypatch):
         ("cluster", ClusterInputs("k", "k/broker-1", None, None, sidecar(connect=float("inf")))),
         ("endpoints", EndpointInputs("k", "k/broker-1", HostPort("10.0.0.1", 2**32), None)),
         ("endpoints", EndpointInputs("k", "k/broker-1\ud800", HostPort("10.0.0.1", 1), None)),
+        ("certificate", CertificateInputs("k", "k/client-certificate", "/c\ud800.pem", "/k.pem")),
+        ("trusted_ca", TrustedCaInputs("k", "k/trusted-ca", "/ca\ud800/ca.pem")),
     ],
 )
 def test_inputs_the_typed_model_refuses_the_encoder_refuses_too(kind, inputs):
@@ -321,8 +370,8 @@ def test_builder_on_either_path_builds_the_same_resources():
     typed = ResourceBuilder(TYPED_ENCODERS).build(plan(8), SidecarSettings())
     for ours, reference in zip(fast, typed, strict=True):
         for resource, expected in zip(
-            (ours.listener, ours.cluster, ours.endpoints),
-            (reference.listener, reference.cluster, reference.endpoints),
+            (ours.listener, ours.cluster, ours.endpoints, *ours.secrets),
+            (reference.listener, reference.cluster, reference.endpoints, *reference.secrets),
             strict=True,
         ):
             assert [getattr(resource, field) for field in fields] == [
@@ -332,20 +381,90 @@ def test_builder_on_either_path_builds_the_same_resources():
 
 def test_version_is_the_hash_of_the_payload():
     built = ResourceBuilder().build(plan(1), SidecarSettings())[0]
-    for resource in (built.listener, built.cluster, built.endpoints):
+    for resource in (built.listener, built.cluster, built.endpoints, *built.secrets):
         assert resource.version == hashlib.sha256(resource.payload).hexdigest()[:16]
 
 
-def test_resources_know_their_kafka_cluster_and_only_listeners_reference_clusters():
+def test_resources_know_their_kafka_cluster_and_what_they_reference():
     built = ResourceBuilder().build(plan(2), SidecarSettings())
     for broker_id, broker in enumerate(built):
+        kafka = f"kafka-{broker_id % 2}"
         assert {
-            broker.listener.kafka_cluster,
-            broker.cluster.kafka_cluster,
-            broker.endpoints.kafka_cluster,
-        } == {f"kafka-{broker_id % 2}"}
-        assert broker.listener.references == {f"kafka-{broker_id % 2}/broker-{broker_id}"}
-        assert broker.cluster.references == broker.endpoints.references == frozenset()
+            resource.kafka_cluster for resource in (broker.listener, broker.cluster, broker.endpoints)
+        } | {secret.kafka_cluster for secret in broker.secrets} == {kafka}
+        assert broker.listener.references == {f"{kafka}/broker-{broker_id}"}
+        assert broker.cluster.references == {f"{kafka}/client-certificate", f"{kafka}/trusted-ca"}
+        assert broker.endpoints.references == frozenset()
+        assert all(secret.references == frozenset() for secret in broker.secrets)
+
+
+def test_a_kafka_clusters_brokers_share_its_two_secrets():
+    built = ResourceBuilder().build(plan(6), SidecarSettings())
+    with_tls = [broker for broker in built if broker.cluster.references]
+    assert [secret.name for secret in with_tls[0].secrets] == [
+        "kafka-0/client-certificate",
+        "kafka-0/trusted-ca",
+    ]
+    for broker in with_tls:
+        same_cluster = next(
+            other for other in with_tls if other.listener.kafka_cluster == broker.listener.kafka_cluster
+        )
+        assert all(a is b for a, b in zip(broker.secrets, same_cluster.secrets, strict=True))
+        assert {secret.name for secret in broker.secrets} == broker.cluster.references
+
+
+def test_a_plain_tcp_cluster_uses_no_secrets():
+    built = ResourceBuilder().build(plan(6), SidecarSettings())[5]  # broker 5: no TLS
+    assert built.secrets == () and built.cluster.references == frozenset()
+    assert "transportSocket" not in built.cluster.decode().to_dict()
+
+
+def test_the_cluster_names_its_secrets_and_never_a_file():
+    built = ResourceBuilder().build(plan(1), SidecarSettings())[0]
+    tls = built.cluster.decode().to_dict()["transportSocket"]["typedConfig"]["commonTlsContext"]
+    ads = {"ads": {}, "resourceApiVersion": "V3"}
+    assert tls == {
+        "tlsCertificateSdsSecretConfigs": [{"name": "kafka-0/client-certificate", "sdsConfig": ads}],
+        "validationContextSdsSecretConfig": {"name": "kafka-0/trusted-ca", "sdsConfig": ads},
+    }
+    assert b"/etc/" not in built.cluster.payload
+
+
+def test_secrets_name_the_files_and_the_directory_to_watch():
+    tls = UpstreamTls(
+        ca_file="/etc/kafka-ca/ca.crt", cert_file="/etc/kafka-tls/tls.crt", key_file="/etc/kafka-tls/tls.key"
+    )
+    planned = PlannedBroker("kafka-a", 1, HostPort("127.0.0.10", 9091), HostPort("10.0.0.1", 9094), None)
+    certificate, trusted_ca = ResourceBuilder().build([(planned, tls)], SidecarSettings())[0].secrets
+    assert certificate.decode().to_dict() == {
+        "name": "kafka-a/client-certificate",
+        "tlsCertificate": {
+            "certificateChain": {"filename": "/etc/kafka-tls/tls.crt"},
+            "privateKey": {"filename": "/etc/kafka-tls/tls.key"},
+            "watchedDirectory": {"path": "/etc/kafka-tls"},
+        },
+    }
+    assert trusted_ca.decode().to_dict() == {
+        "name": "kafka-a/trusted-ca",
+        "validationContext": {
+            "trustedCa": {"filename": "/etc/kafka-ca/ca.crt"},
+            "watchedDirectory": {"path": "/etc/kafka-ca"},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "directory"),
+    [
+        ("/etc/kafka-tls/tls.crt", "/etc/kafka-tls"),  # the link, not ..data where it points
+        ("/etc/kafka-tls/..data/tls.crt", "/etc/kafka-tls/..data"),
+        ("/tls.crt", "/"),
+        ("certs/tls.crt", "certs"),
+        ("tls.crt", "."),  # relative to Envoy's working directory, as the file is
+    ],
+)
+def test_the_watched_directory_is_the_files_directory_as_configured(path, directory):
+    assert watched_directory(path) == directory
 
 
 def test_cluster_stats_name_is_its_name_with_dots_for_slashes():
@@ -354,14 +473,13 @@ def test_cluster_stats_name_is_its_name_with_dots_for_slashes():
     assert (cluster["name"], cluster["altStatName"]) == ("kafka-0/broker-2", "kafka-0.broker-2")
 
 
-@pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE])
+@pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE, SECRET_TYPE])
 def test_decode_reads_each_payload_back_into_its_message(type_url):
     built = ResourceBuilder().build(plan(1), SidecarSettings())[0]
-    resource = {LISTENER_TYPE: built.listener, CLUSTER_TYPE: built.cluster, ENDPOINT_TYPE: built.endpoints}[
-        type_url
-    ]
-    assert bytes(resource.decode()) == resource.payload
-    assert resource.decode().to_dict() == decode(type_url, resource.payload).to_dict()
+    for resource in (built.listener, built.cluster, built.endpoints, *built.secrets):
+        if resource.type_url == type_url:
+            assert bytes(resource.decode()) == resource.payload
+            assert resource.decode().to_dict() == decode(type_url, resource.payload).to_dict()
 
 
 def test_decode_refuses_a_type_it_does_not_know():

@@ -11,9 +11,16 @@ from collections.abc import Iterable
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-# The order a change is applied in (make before break): clusters, then their endpoints, then listeners.
-TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE)
-SHORT_TYPE_NAMES = {CLUSTER_TYPE: "clusters", ENDPOINT_TYPE: "endpoints", LISTENER_TYPE: "listeners"}
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+# The order a change is applied in (make before break): the secrets clusters use, clusters, then
+# their endpoints, then listeners.
+TYPE_ORDER = (SECRET_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE)
+SHORT_TYPE_NAMES = {
+    SECRET_TYPE: "secrets",
+    CLUSTER_TYPE: "clusters",
+    ENDPOINT_TYPE: "endpoints",
+    LISTENER_TYPE: "listeners",
+}
 TYPES_BY_SHORT_NAME = {short: type_url for type_url, short in SHORT_TYPE_NAMES.items()}
 
 

@@ -1,10 +1,17 @@
-"""Envoy resources for the plan: per broker one Listener, one Cluster and one ClusterLoadAssignment.
+"""Envoy resources for the plan: per broker one Listener, one Cluster and one ClusterLoadAssignment;
+per Kafka cluster with upstream TLS two Secrets, which name the sidecar's certificate files.
 
 Every resource is built, serialized and hashed once per change, never per sidecar, and a broker whose
 inputs did not change keeps the very object built for it before. The split of inputs is deliberate:
 the Listener depends on the loopback address, the Cluster on TLS and connection settings, and only
 the ClusterLoadAssignment on where the broker runs, so a broker moving to a new IP changes only its
 ClusterLoadAssignment and Envoy neither drains the listener nor re-warms the cluster.
+
+The TLS material reaches Envoy by file name, in SDS Secrets over the same ADS stream, each with the
+directory to watch: Envoy reloads the files itself when the kubelet swaps a Secret volume's `..data`
+symlink, so a renewed certificate is used without a restart and without kafka-xds. kafka-xds never
+reads those files (they are paths on the sidecar) and never serves key material. A Cluster names its
+two Secrets, so a changed path changes only the Secret.
 
 The bytes are written directly in protobuf wire format (xds/wire.py): building the same messages
 through envoy-data-plane's pydantic classes costs about 3 ms each. Those classes stay the model:
@@ -17,6 +24,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
+import posixpath
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -24,7 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 from xds import wire
 from xds.config import SidecarSettings, UpstreamTls
 from xds.plan import PlannedBroker
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 from xds.topology import HostPort
 
 if TYPE_CHECKING:
@@ -44,7 +52,7 @@ class BuiltResource:
     name: str
     version: str  # sha256 of the payload, 16 hex digits: equal bytes, equal versions, on any replica
     payload: bytes  # the serialized resource message (what an Any's value holds)
-    references: frozenset[str]  # names of the clusters a listener forwards to
+    references: frozenset[str]  # a listener: the clusters it forwards to; a cluster: the secrets it uses
     kafka_cluster: str  # the Kafka cluster of the broker this resource is for
 
     @classmethod
@@ -80,6 +88,29 @@ def stat_name(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSecrets:
+    """The names of the two Secrets a Kafka cluster's Clusters take their TLS material from."""
+
+    certificate: str
+    trusted_ca: str
+
+    @classmethod
+    def of(cls, kafka_cluster: str) -> TlsSecrets:
+        return cls(f"{kafka_cluster}/client-certificate", f"{kafka_cluster}/trusted-ca")
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset((self.certificate, self.trusted_ca))
+
+
+def watched_directory(path: str) -> str:
+    """The directory Envoy watches for a file: the file's directory as configured, symlinks not
+    followed. A Kubernetes Secret volume's `tls.crt` is a link to `..data/tls.crt`, and the kubelet
+    renews it by renaming a new `..data` link into the volume's directory: a move Envoy sees there."""
+    return posixpath.dirname(path) or "."
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerInputs:
     kafka_cluster: str
     name: str
@@ -92,7 +123,7 @@ class ClusterInputs:
     kafka_cluster: str
     name: str
     server_name: str | None
-    tls: UpstreamTls | None
+    secrets: TlsSecrets | None  # None: plain TCP
     sidecar: SidecarSettings
 
 
@@ -105,12 +136,29 @@ class EndpointInputs:
 
 
 @dataclass(frozen=True, slots=True)
+class CertificateInputs:
+    kafka_cluster: str
+    name: str
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedCaInputs:
+    kafka_cluster: str
+    name: str
+    ca_file: str
+
+
+@dataclass(frozen=True, slots=True)
 class Encoders:
     """How each resource's inputs become its serialized message."""
 
     listener: Callable[[ListenerInputs], bytes]
     cluster: Callable[[ClusterInputs], bytes]
     endpoints: Callable[[EndpointInputs], bytes]
+    certificate: Callable[[CertificateInputs], bytes]
+    trusted_ca: Callable[[TrustedCaInputs], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +166,7 @@ class BrokerResources:
     listener: BuiltResource
     cluster: BuiltResource
     endpoints: BuiltResource
+    secrets: tuple[BuiltResource, ...] = ()  # those the cluster uses, shared by its Kafka cluster
 
 
 K = TypeVar("K", bound=Hashable)
@@ -170,6 +219,10 @@ class ResourceBuilder:
         self._listener = functools.partial(_listener, encode.listener)
         self._cluster = functools.partial(_cluster, encode.cluster)
         self._endpoints = functools.partial(_endpoints, encode.endpoints)
+        self._certificate = functools.partial(_certificate, encode.certificate)
+        self._trusted_ca = functools.partial(_trusted_ca, encode.trusted_ca)
+        # Per build, each Kafka cluster's secrets, looked up once for all of its brokers.
+        self._secrets: dict[tuple[str, UpstreamTls], tuple[TlsSecrets, tuple[BuiltResource, ...]]] = {}
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -183,6 +236,7 @@ class ResourceBuilder:
     ) -> list[BrokerResources]:
         built = [self._broker(planned, tls, sidecar) for planned, tls in brokers]
         self._memo.finish()
+        self._secrets.clear()
         return built
 
     def _broker(
@@ -193,12 +247,29 @@ class ResourceBuilder:
         # name is stable where the IP is not, so a reschedule stays an endpoint-only change.
         server_name = planned.server_name
         memo = self._memo
+        names: TlsSecrets | None = None
+        shared: tuple[BuiltResource, ...] = ()
+        if tls is not None:
+            found = self._secrets.get((kafka, tls))
+            if found is None:
+                found = self._secrets[(kafka, tls)] = self._cluster_secrets(kafka, tls)
+            names, shared = found
         return BrokerResources(
             memo.get(
                 ListenerInputs(kafka, name, planned.listen, sidecar.idle_timeout_seconds), self._listener
             ),
-            memo.get(ClusterInputs(kafka, name, server_name, tls, sidecar), self._cluster),
+            memo.get(ClusterInputs(kafka, name, server_name, names, sidecar), self._cluster),
             memo.get(EndpointInputs(kafka, name, planned.upstream, planned.rack), self._endpoints),
+            shared,
+        )
+
+    def _cluster_secrets(self, kafka: str, tls: UpstreamTls) -> tuple[TlsSecrets, tuple[BuiltResource, ...]]:
+        names = TlsSecrets.of(kafka)
+        certificate = CertificateInputs(kafka, names.certificate, tls.cert_file, tls.key_file)
+        trusted_ca = TrustedCaInputs(kafka, names.trusted_ca, tls.ca_file)
+        return names, (
+            self._memo.get(certificate, self._certificate),
+            self._memo.get(trusted_ca, self._trusted_ca),
         )
 
 
@@ -209,11 +280,20 @@ def _listener(encode: Callable[[ListenerInputs], bytes], inputs: ListenerInputs)
 
 
 def _cluster(encode: Callable[[ClusterInputs], bytes], inputs: ClusterInputs) -> BuiltResource:
-    return BuiltResource.of(CLUSTER_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster)
+    uses = inputs.secrets.names if inputs.secrets is not None else frozenset()
+    return BuiltResource.of(CLUSTER_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster, uses)
 
 
 def _endpoints(encode: Callable[[EndpointInputs], bytes], inputs: EndpointInputs) -> BuiltResource:
     return BuiltResource.of(ENDPOINT_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster)
+
+
+def _certificate(encode: Callable[[CertificateInputs], bytes], inputs: CertificateInputs) -> BuiltResource:
+    return BuiltResource.of(SECRET_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster)
+
+
+def _trusted_ca(encode: Callable[[TrustedCaInputs], bytes], inputs: TrustedCaInputs) -> BuiltResource:
+    return BuiltResource.of(SECRET_TYPE, inputs.name, encode(inputs), inputs.kafka_cluster)
 
 
 # Wire encoders. Each writes the fields in the order envoy-data-plane's `bytes(message)` does (the
@@ -249,10 +329,10 @@ def encode_cluster(inputs: ClusterInputs) -> bytes:
     # upstream_connection_options 30
     discovery, connection_options = _cluster_settings(inputs.sidecar)
     head = _scalar(1, inputs.name.encode()) + _scalar(28, stat_name(inputs.name).encode()) + discovery
-    if inputs.tls is None:
+    if inputs.secrets is None:
         return head + connection_options
     # UpstreamTlsContext: common_tls_context 1, sni 2
-    context = _common_tls_context(inputs.tls) + _scalar(2, (inputs.server_name or "").encode())
+    context = _common_tls_context(inputs.secrets) + _scalar(2, (inputs.server_name or "").encode())
     # TransportSocket: name 1, typed_config 3 (an Any: type_url 1, value 2)
     socket = _TLS_SOCKET_NAME + _delimited(3, _UPSTREAM_TLS_TYPE_URL + _delimited(2, context))
     return head + _delimited(24, socket) + connection_options
@@ -269,7 +349,28 @@ def encode_endpoints(inputs: EndpointInputs) -> bytes:
     return name + _delimited(2, group)  # endpoints 2
 
 
-ENCODERS = Encoders(encode_listener, encode_cluster, encode_endpoints)
+def encode_certificate(inputs: CertificateInputs) -> bytes:
+    """envoy.extensions.transport_sockets.tls.v3.Secret { name 1, tls_certificate 2 (oneof):
+    TlsCertificate { certificate_chain 1, private_key 2, watched_directory 7 { path 1 } } }, each
+    DataSource being { filename 1 (oneof) }: file names only, never their contents."""
+    certificate = (
+        _delimited(1, wire.string(1, inputs.cert_file))
+        + _delimited(2, wire.string(1, inputs.key_file))
+        + _delimited(7, _scalar(1, watched_directory(inputs.cert_file).encode()))
+    )
+    return _scalar(1, inputs.name.encode()) + _delimited(2, certificate)
+
+
+def encode_trusted_ca(inputs: TrustedCaInputs) -> bytes:
+    """envoy.extensions.transport_sockets.tls.v3.Secret { name 1, validation_context 4 (oneof):
+    CertificateValidationContext { trusted_ca 1 { filename 1 }, watched_directory 11 { path 1 } } }."""
+    validation = _delimited(1, wire.string(1, inputs.ca_file)) + _delimited(
+        11, _scalar(1, watched_directory(inputs.ca_file).encode())
+    )
+    return _scalar(1, inputs.name.encode()) + _delimited(4, validation)
+
+
+ENCODERS = Encoders(encode_listener, encode_cluster, encode_endpoints, encode_certificate, encode_trusted_ca)
 
 _OUTBOUND = wire.int64(16, 2)  # Listener.traffic_direction = OUTBOUND
 _TCP_PROXY_FILTER_NAME = wire.string(1, TCP_PROXY_FILTER)  # Filter.name
@@ -328,11 +429,11 @@ def _cluster_settings(sidecar: SidecarSettings) -> tuple[bytes, bytes]:
     return discovery, _delimited(30, _delimited(1, keepalive))  # { tcp_keepalive 1 }
 
 
-@functools.lru_cache(maxsize=16)
-def _common_tls_context(tls: UpstreamTls) -> bytes:
-    """UpstreamTlsContext.common_tls_context (1): CommonTlsContext { tls_certificates 2
-    { certificate_chain 1, private_key 2 }, validation_context 3 { trusted_ca 1 } }, each
-    DataSource being { filename 1 (oneof) }."""
-    certificate = _delimited(1, wire.string(1, tls.cert_file)) + _delimited(2, wire.string(1, tls.key_file))
-    validation = _delimited(1, wire.string(1, tls.ca_file))
-    return _delimited(1, _delimited(2, certificate) + _delimited(3, validation))
+@functools.lru_cache(maxsize=256)
+def _common_tls_context(secrets: TlsSecrets) -> bytes:
+    """UpstreamTlsContext.common_tls_context (1): CommonTlsContext { tls_certificate_sds_secret_configs 6,
+    validation_context_sds_secret_config 7 (oneof) }, each SdsSecretConfig { name 1, sds_config 2 }
+    with the Secret's name and the ADS stream as its source."""
+    certificate = _scalar(1, secrets.certificate.encode()) + _delimited(2, _ADS_V3)
+    trusted_ca = _scalar(1, secrets.trusted_ca.encode()) + _delimited(2, _ADS_V3)
+    return _delimited(1, _delimited(6, certificate) + _delimited(7, trusted_ca))

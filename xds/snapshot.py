@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, TYPE_ORDER
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE, TYPE_ORDER
 from xds.resource_types import set_version as version_of_pairs
 from xds.resources import BrokerResources, BuiltResource
 
@@ -57,9 +57,13 @@ class Snapshot:
 
     @classmethod
     def from_brokers(cls, brokers: Iterable[BrokerResources]) -> Snapshot:
-        return cls.of(
-            resource for broker in brokers for resource in (broker.cluster, broker.endpoints, broker.listener)
-        )
+        resources: list[BuiltResource] = []
+        secrets: dict[tuple[str, str], BuiltResource] = {}  # every broker of a Kafka cluster shares them
+        for broker in brokers:
+            resources += (broker.cluster, broker.endpoints, broker.listener)
+            for secret in broker.secrets:
+                secrets.setdefault((secret.name, secret.version), secret)
+        return cls.of([*secrets.values(), *resources])
 
     def resources(self, type_url: str) -> Mapping[str, BuiltResource]:
         found = self.by_type.get(type_url)
@@ -73,7 +77,7 @@ class Snapshot:
         return {type_url: typed.version for type_url, typed in self.by_type.items()}
 
     def check(self) -> None:
-        """Every listener's cluster exists and every cluster has its endpoints."""
+        """Every listener's cluster exists, and every cluster has its endpoints and its secrets."""
         clusters = self.resources(CLUSTER_TYPE)
         names = clusters.keys()
         for listener in self.resources(LISTENER_TYPE).values():
@@ -84,10 +88,13 @@ class Snapshot:
                 raise InconsistentSnapshot(
                     f"listener {listener.name!r} forwards to missing clusters {missing}"
                 )
-        endpoints = self.resources(ENDPOINT_TYPE)
-        for name in clusters:
+        endpoints, secrets = self.resources(ENDPOINT_TYPE), self.resources(SECRET_TYPE).keys()
+        for name, cluster in clusters.items():
             if name not in endpoints:
                 raise InconsistentSnapshot(f"cluster {name!r} has no ClusterLoadAssignment")
+            if not secrets >= cluster.references:
+                missing = sorted(cluster.references - secrets)
+                raise InconsistentSnapshot(f"cluster {name!r} uses missing secrets {missing}")
 
     def all_resources(self) -> Iterator[BuiltResource]:
         for typed in self.by_type.values():

@@ -27,6 +27,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     TcpKeepalive,
     TrafficDirection,
     TransportSocket,
+    WatchedDirectory,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
@@ -39,21 +40,26 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpPr
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     CertificateValidationContext,
     CommonTlsContext,
+    SdsSecretConfig,
+    Secret,
     TlsCertificate,
     UpstreamTlsContext,
 )
 from envoy_data_plane.google.protobuf import Any
 
-from xds.config import UpstreamTls
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 from xds.resources import (
     TCP_PROXY_FILTER,
     TLS_TRANSPORT_SOCKET,
+    CertificateInputs,
     ClusterInputs,
     Encoders,
     EndpointInputs,
     ListenerInputs,
+    TlsSecrets,
+    TrustedCaInputs,
     stat_name,
+    watched_directory,
 )
 from xds.topology import HostPort
 
@@ -61,6 +67,7 @@ MESSAGE_TYPES: dict[str, type[betterproto2.Message]] = {
     LISTENER_TYPE: Listener,
     CLUSTER_TYPE: Cluster,
     ENDPOINT_TYPE: ClusterLoadAssignment,
+    SECRET_TYPE: Secret,
 }
 
 _ADS = ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
@@ -104,7 +111,9 @@ def typed_cluster(inputs: ClusterInputs) -> Cluster:
                 keepalive_interval=sidecar.keepalive_interval_seconds,
             )
         ),
-        transport_socket=None if inputs.tls is None else _upstream_tls(inputs.tls, inputs.server_name),
+        transport_socket=None
+        if inputs.secrets is None
+        else _upstream_tls(inputs.secrets, inputs.server_name),
     )
 
 
@@ -120,23 +129,41 @@ def typed_endpoints(inputs: EndpointInputs) -> ClusterLoadAssignment:
     return ClusterLoadAssignment(cluster_name=inputs.name, endpoints=groups)
 
 
+def typed_certificate(inputs: CertificateInputs) -> Secret:
+    return Secret(
+        name=inputs.name,
+        tls_certificate=TlsCertificate(
+            certificate_chain=DataSource(filename=inputs.cert_file),
+            private_key=DataSource(filename=inputs.key_file),
+            watched_directory=WatchedDirectory(path=watched_directory(inputs.cert_file)),
+        ),
+    )
+
+
+def typed_trusted_ca(inputs: TrustedCaInputs) -> Secret:
+    return Secret(
+        name=inputs.name,
+        validation_context=CertificateValidationContext(
+            trusted_ca=DataSource(filename=inputs.ca_file),
+            watched_directory=WatchedDirectory(path=watched_directory(inputs.ca_file)),
+        ),
+    )
+
+
 TYPED_ENCODERS = Encoders(
     lambda inputs: bytes(typed_listener(inputs)),
     lambda inputs: bytes(typed_cluster(inputs)),
     lambda inputs: bytes(typed_endpoints(inputs)),
+    lambda inputs: bytes(typed_certificate(inputs)),
+    lambda inputs: bytes(typed_trusted_ca(inputs)),
 )
 
 
-def _upstream_tls(tls: UpstreamTls, server_name: str | None) -> TransportSocket:
+def _upstream_tls(secrets: TlsSecrets, server_name: str | None) -> TransportSocket:
     context = UpstreamTlsContext(
         common_tls_context=CommonTlsContext(
-            tls_certificates=[
-                TlsCertificate(
-                    certificate_chain=DataSource(filename=tls.cert_file),
-                    private_key=DataSource(filename=tls.key_file),
-                )
-            ],
-            validation_context=CertificateValidationContext(trusted_ca=DataSource(filename=tls.ca_file)),
+            tls_certificate_sds_secret_configs=[SdsSecretConfig(name=secrets.certificate, sds_config=_ADS)],
+            validation_context_sds_secret_config=SdsSecretConfig(name=secrets.trusted_ca, sds_config=_ADS),
         ),
         sni=server_name or "",
     )

@@ -10,6 +10,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.core.v3 import Node
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
 from envoy_data_plane.envoy.config.listener.v3 import Listener
+from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import Secret, UpstreamTlsContext
 from envoy_data_plane.envoy.service.discovery.v3 import (
     DeltaDiscoveryRequest,
     DeltaDiscoveryResponse,
@@ -20,9 +21,10 @@ from envoy_data_plane.google.rpc import Status
 
 from xds.protocol import DeltaRequest, SotwRequest
 from xds.protocol.messages import parse_delta, parse_sotw
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 MESSAGE_TYPES: dict[str, type[betterproto2.Message]] = {
+    SECRET_TYPE: Secret,
     CLUSTER_TYPE: Cluster,
     ENDPOINT_TYPE: ClusterLoadAssignment,
     LISTENER_TYPE: Listener,
@@ -52,6 +54,20 @@ def resource_name(message: betterproto2.Message) -> str:
     name = getattr(message, "name", "")
     assert isinstance(name, str)
     return name
+
+
+def secrets_used(cluster: betterproto2.Message) -> set[str]:
+    """The names of the SDS secrets a Cluster's TLS context takes, as Envoy subscribes to them."""
+    assert isinstance(cluster, Cluster)
+    if cluster.transport_socket is None or cluster.transport_socket.typed_config is None:
+        return set()
+    context = cluster.transport_socket.typed_config.unpack()
+    assert isinstance(context, UpstreamTlsContext) and context.common_tls_context is not None
+    common = context.common_tls_context
+    names = {config.name for config in common.tls_certificate_sds_secret_configs}
+    if common.validation_context_sds_secret_config is not None:
+        names.add(common.validation_context_sds_secret_config.name)
+    return names
 
 
 def decode_sotw(data: bytes) -> Decoded:

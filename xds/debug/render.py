@@ -12,20 +12,34 @@ from xds.resource_types import SHORT_TYPE_NAMES
 from xds.snapshot import Snapshot
 from xds.topology import Topology
 
-_SECRET_KEYS = frozenset(
-    {"privateKey", "private_key", "inlineBytes", "inline_bytes", "inlineString", "inline_string"}
+# Fields of Envoy's TLS messages (Secret, TlsCertificate) that may hold key material inline: a
+# private key, its password, a PKCS#12 bundle, a generic secret, session ticket keys. kafka-xds only
+# ever names files there, but whatever a resource holds, inline data under them is never shown.
+_SECRET_FIELDS = frozenset(
+    {
+        "privateKey",
+        "private_key",
+        "password",
+        "pkcs12",
+        "genericSecret",
+        "generic_secret",
+        "sessionTicketKeys",
+        "session_ticket_keys",
+    }
 )
+_INLINE_KEYS = frozenset({"inlineBytes", "inline_bytes", "inlineString", "inline_string"})
 REDACTED = "<redacted>"
 
 
 def redact(value: Any, inside_secret: bool = False) -> Any:
-    """Drop inline data under any private-key field; file paths stay (they are not secrets)."""
+    """Drop inline data under any field that may hold key material; file paths stay (they are not
+    secrets)."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key in ("privateKey", "private_key"):
+            if key in _SECRET_FIELDS:
                 out[key] = redact(item, inside_secret=True)
-            elif inside_secret and key in _SECRET_KEYS:
+            elif inside_secret and key in _INLINE_KEYS:
                 out[key] = REDACTED
             else:
                 out[key] = redact(item, inside_secret)
@@ -40,7 +54,7 @@ def render_snapshot_chunks(
 ) -> Iterator[str]:
     """The snapshot as JSON text in pieces, one resource at a time, so large snapshots stream.
 
-    `type_filter` takes a type URL or its short name (clusters, endpoints, listeners)."""
+    `type_filter` takes a type URL or its short name (secrets, clusters, endpoints, listeners)."""
     versions = {
         SHORT_TYPE_NAMES.get(type_url, type_url): version for type_url, version in snapshot.versions().items()
     }

@@ -11,7 +11,7 @@ lives in one place, `Variant` (implemented in sotw.py and delta.py):
 | subscription in a request | the complete list of names | names to add and to remove |
 | a request with a stale nonce | ignored entirely | its subscription changes still apply |
 | Listener / Cluster response | the complete set (absence deletes) | only what changed, plus removals |
-| ClusterLoadAssignment response | only what changed (no removals) | only what changed, plus removals |
+| ClusterLoadAssignment / Secret response | only what changed, no removals | what changed, plus removals |
 | a subscribed name that does not exist | remembered, sent when it appears | also listed as removed |
 | reconnect | version_info: skip resending that version | initial_resource_versions: send the difference |
 | first listener response | holds nothing back (absence deletes) | withholds listeners not ready yet |
@@ -29,7 +29,7 @@ from typing import Protocol
 
 from xds.protocol.messages import DeltaRequest, ErrorDetail, NodeInfo, SotwRequest
 from xds.protocol.views import Body, Served, View, Views
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, TYPE_ORDER
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE, TYPE_ORDER
 
 EMPTY: frozenset[str] = frozenset()
 MAX_IGNORED_TYPES = 16  # distinct unknown type URLs remembered per stream
@@ -257,7 +257,7 @@ class StreamProtocol:
     # -- what is due, in make-before-break order ------------------------------------------------
 
     def _pump(self, views: Views | None) -> list[Outcome]:
-        """Whatever is due, in order: clusters, endpoints, listeners. A type whose response awaits
+        """Whatever is due, in order: secrets, clusters, endpoints, listeners. A type whose response awaits
         its ACK sends nothing more, and a later type never overtakes a pending change of an earlier
         one."""
         if views is None:
@@ -317,8 +317,8 @@ class StreamProtocol:
         """What this stream should have of one type now: the shared view of its subscription, with
         the two per-stream rules of make-before-break applied when they matter."""
         base = views.target(state.type_url, self.scope, state.wildcard, state.names)
-        if state.type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
-            return self._keep_clusters_in_use(state, base, views)
+        if state.type_url in (SECRET_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE):
+            return self._keep_in_use(state, base, views)
         if state.type_url != LISTENER_TYPE:
             return base
         if state.has is None and self.variant.holds_first_listeners:
@@ -327,17 +327,20 @@ class StreamProtocol:
             return self._hold_unready_listeners(state, base, views)
         return base
 
-    def _keep_clusters_in_use(self, state: TypeState, base: View, views: Views) -> View:
-        """A cluster (and its endpoints) stays while a listener the client may still have uses it."""
-        listeners = self.types[LISTENER_TYPE]
-        holdings = [view for view in (listeners.has, listeners.sent) if view is not None]
+    def _keep_in_use(self, state: TypeState, base: View, views: Views) -> View:
+        """A cluster (and its endpoints) stays while a listener the client may still have uses it; a
+        secret, while a cluster it may still have uses it."""
+        kind = SECRET_TYPE if state.type_url == SECRET_TYPE else CLUSTER_TYPE
+        users = self.types[CLUSTER_TYPE if kind == SECRET_TYPE else LISTENER_TYPE]
+        holdings = [view for view in (users.has, users.sent) if view is not None]
         if not holdings:
             return base
-        in_use = (
-            holdings[0].references if len(holdings) == 1 else holdings[0].references | holdings[1].references
+        uses = [_uses(view) for view in holdings]
+        in_use = uses[0] if len(uses) == 1 else uses[0] | uses[1]
+        available = views.scoped(kind, self.scope)
+        missing = views.memo(
+            ("missing", kind, in_use, self.scope), lambda: frozenset(in_use - available.keys())
         )
-        available = views.scoped(CLUSTER_TYPE, self.scope)
-        missing = views.memo(("missing", in_use, self.scope), lambda: frozenset(in_use - available.keys()))
         if not missing or (not state.wildcard and not (missing & state.names)):
             return base
         wanted = missing if state.wildcard else missing & state.names
@@ -354,9 +357,9 @@ class StreamProtocol:
 
     def _hold_unready_listeners(self, state: TypeState, base: View, views: Views) -> View:
         """A new listener (or one forwarding elsewhere) goes out only once the clusters it uses were
-        accepted and sent their endpoints, so no connection lands on a cluster still warming; until
-        then the client keeps the listener's previous version, or does not get it yet. Only the
-        types the client subscribes to are waited for.
+        accepted and sent their endpoints and secrets, so no connection lands on a cluster still
+        warming; until then the client keeps the listener's previous version, or does not get it
+        yet. Only the types the client subscribes to are waited for.
 
         What is held depends only on views and on what the client holds of each type, so streams in
         the same state share one answer (and the encoded response that follows from it)."""
@@ -366,10 +369,15 @@ class StreamProtocol:
             if type_url != LISTENER_TYPE
         )
         key = ("held", base, state.has, others)
-        return views.memo(key, lambda: self._held(state, base))
+        return views.memo(key, lambda: self._held(state, base, views))
 
-    def _held(self, state: TypeState, base: View) -> View:
-        clusters, endpoints = self.types[CLUSTER_TYPE], self.types[ENDPOINT_TYPE]
+    def _held(self, state: TypeState, base: View, views: Views) -> View:
+        clusters, endpoints, secrets = (
+            self.types[CLUSTER_TYPE],
+            self.types[ENDPOINT_TYPE],
+            self.types[SECRET_TYPE],
+        )
+        available = views.scoped(CLUSTER_TYPE, self.scope)
         has = state.has
         held: dict[str, Served | None] = {}
         for name, listener in base.resources.items():
@@ -378,7 +386,10 @@ class StreamProtocol:
                 continue
             if previous is not None and previous.references == listener.references:
                 continue
-            if all(_ready(reference, clusters, endpoints) for reference in listener.references):
+            if all(
+                _ready(reference, clusters, endpoints, secrets, available)
+                for reference in listener.references
+            ):
                 continue
             held[name] = previous
         if not held:
@@ -390,6 +401,15 @@ class StreamProtocol:
         return view
 
 
+def _uses(held: View) -> frozenset[str]:
+    """What the resources a client holds reference. Of the clusters it declares on an incremental
+    reconnect only names and versions are known, not the secrets they use: none are kept for them
+    (resources gone entirely leave in the order the client re-subscribes)."""
+    if held.type_url == CLUSTER_TYPE and not held.resources:
+        return EMPTY
+    return held.references
+
+
 def _changed(has: View | None, target: View) -> frozenset[str]:
     """Names in `target` that are new or differ from what the client holds."""
     if has is None:
@@ -398,16 +418,30 @@ def _changed(has: View | None, target: View) -> frozenset[str]:
     return frozenset(name for name, served in target.resources.items() if held.get(name) != served.version)
 
 
-def _ready(cluster: str, clusters: TypeState, endpoints: TypeState) -> bool:
+def _ready(
+    cluster: str,
+    clusters: TypeState,
+    endpoints: TypeState,
+    secrets: TypeState,
+    available: Mapping[str, Served],
+) -> bool:
     if clusters.requested and (clusters.has is None or cluster not in clusters.has.versions):
         return False
-    if endpoints.requested:
-        if cluster in endpoints.must_send:
-            return False
-        sent_or_held = [view for view in (endpoints.has, endpoints.sent) if view is not None]
-        if not any(cluster in view.versions for view in sent_or_held):
+    if endpoints.requested and not _sent(cluster, endpoints):
+        return False
+    if secrets.requested:
+        held = _held_resource(clusters, cluster)  # its secrets are those of the cluster it gets
+        used = held if held is not None else available.get(cluster)
+        if used is not None and not all(_sent(secret, secrets) for secret in used.references):
             return False
     return True
+
+
+def _sent(name: str, state: TypeState) -> bool:
+    """Whether the client was sent the resource, or holds it, and is not due to get it again."""
+    if name in state.must_send:
+        return False
+    return any(name in view.versions for view in (state.has, state.sent) if view is not None)
 
 
 def _held_resource(state: TypeState, name: str) -> Served | None:
