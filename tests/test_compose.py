@@ -1,21 +1,33 @@
-"""docker-compose.yml, checked where Docker cannot run: consistent, pinned, and its configs valid."""
+"""docker-compose.yml and config/kubernetes/, checked where neither Docker nor Kubernetes runs:
+pinned, consistent with each other and with the configs they embed, certificates where they are read."""
 
 from __future__ import annotations
 
+import posixpath
 import re
+import shlex
+import ssl
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from xds.config import load_config, parse_listen
-from xds.demo.certs import write_certs
+from xds.access import access_policy, admit, identity_of
+from xds.cli import main as kafka_xds
+from xds.config import Config, load_config, parse_config, parse_listen
+from xds.demo.certs import main as certs_job
 from xds.plan import broker_port
 
 REPO = Path(__file__).resolve().parent.parent
+KUBERNETES = REPO / "config" / "kubernetes"
+CERTIFICATE_KEYS = {"tls.crt", "tls.key", "ca.crt"}  # what a cert-manager Certificate's Secret holds
+COMBINED_PEM = "tls-combined.pem"  # with additionalOutputFormats CombinedPEM: key and chain, one file
+# Compose: each sidecar's bootstrap job, its Envoy, and the kafka-xds it is to reach.
+SIDECARS = [("bootstrap", "envoy", "kafka-xds"), ("bootstrap-kraft", "envoy-kraft", "kafka-xds-kraft")]
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +36,23 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
+@pytest.fixture(scope="module")
+def certs(compose: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the certs job writes to /certs: its own code with its own arguments, into a folder here."""
+    entrypoint = compose["services"]["certs"]["entrypoint"]
+    assert entrypoint[:4] == ["python", "-m", "xds.demo.certs", "/certs"]
+    out = tmp_path_factory.mktemp("certs")
+    assert certs_job([str(out), *entrypoint[4:]]) == 0
+    return out
+
+
 def _properties(path: Path) -> dict[str, str]:
-    pairs = (
-        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
-    )
+    return _parse_properties(path.read_text())
+
+
+def _parse_properties(text: str) -> dict[str, str]:
+    lines = (line.strip() for line in text.splitlines())
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
     return {key.strip(): value.strip() for key, value in pairs}
 
 
@@ -38,6 +63,112 @@ def _mounted_files(service: dict[str, Any]) -> list[tuple[Path, str]]:
         if source.startswith("./"):
             mounts.append((REPO / source, target))
     return mounts
+
+
+def _service_config(compose: dict[str, Any], service: str) -> Config:
+    ((config_path, _),) = _mounted_files(compose["services"][service])
+    return load_config(config_path)
+
+
+def _option_values(args: Sequence[str], option: str) -> list[str]:
+    return [args[index + 1] for index, arg in enumerate(args[:-1]) if arg == option]
+
+
+def _option(args: Sequence[str], option: str) -> str:
+    (value,) = _option_values(args, option)
+    return value
+
+
+def _xds_tls_options(args: Sequence[str]) -> dict[str, str]:
+    return {option: _option(args, option) for option in ("--xds-ca", "--xds-cert", "--xds-key")}
+
+
+def _server_name(args: Sequence[str]) -> str:
+    """The name the sidecar checks kafka-xds's certificate for: given, or the host of --xds."""
+    given = _option_values(args, "--xds-server-name")
+    return given[0] if given else parse_listen(_option_values(args, "--xds")[0])[0]
+
+
+def _run_bootstrap(args: Sequence[str], output: Path) -> dict[str, Any]:
+    """Run `kafka-xds bootstrap` with these arguments, writing to `output`; its SDS files by name."""
+    args = list(args)
+    args[args.index("--output") + 1] = str(output)
+    assert kafka_xds(args) == 0
+    return {
+        path.name: yaml.safe_load(path.read_text())["resources"][0]
+        for path in output.parent.glob(f"{output.stem}.*.yaml")
+    }
+
+
+def _watched_directories(secrets: dict[str, Any]) -> set[str]:
+    return {
+        (resource.get("tls_certificate") or resource["validation_context"])["watched_directory"]["path"]
+        for resource in secrets.values()
+    }
+
+
+def _handshake(
+    server: tuple[str, str, str], client: tuple[str, str, str], server_name: str
+) -> list[tuple[str, str]]:
+    """A real TLS handshake in memory between kafka-xds's files (cert, key, client CA) and a sidecar's
+    (CA, cert, key), the sidecar checking `server_name`; the client certificate's SANs, as verified."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(server[0], server[1])
+    server_context.load_verify_locations(server[2])
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # checks the chain and the host name
+    client_context.load_verify_locations(client[0])
+    client_context.load_cert_chain(client[1], client[2])
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client_end = client_context.wrap_bio(client_in, client_out, server_hostname=server_name)
+    server_end = server_context.wrap_bio(server_in, server_out, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(10):
+        for name, end in (("client", client_end), ("server", server_end)):
+            if not done[name]:
+                try:
+                    end.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+        server_in.write(client_out.read())  # what each end sent, to the other
+        client_in.write(server_out.read())
+        if all(done.values()):
+            break
+    assert all(done.values()), done
+    peer = server_end.getpeercert()
+    assert peer is not None
+    names: Any = peer.get("subjectAltName", ())
+    return [(str(kind), str(value)) for kind, value in names]
+
+
+def _identity(names: list[tuple[str, str]]) -> str | None:
+    """kafka-xds's identity of a verified client certificate, from its SANs as gRPC reports them."""
+    context = {
+        "peer_uri": [value.encode() for kind, value in names if kind == "URI"],
+        "peer_dns": [value.encode() for kind, value in names if kind == "DNS"],
+    }
+    return identity_of(context)
+
+
+def _readme_section(title: str) -> str:
+    sections = (REPO / "README.md").read_text().split("\n## ")
+    (section,) = [text for text in sections if text.startswith(title)]
+    return section
+
+
+def _readme_commands(program: str) -> list[list[str]]:
+    """Every `program` command of the README's shell examples (continuation lines joined)."""
+    blocks = (REPO / "README.md").read_text().split("```sh\n")[1:]
+    lines = [line for block in blocks for line in block.split("```")[0].replace("\\\n", " ").splitlines()]
+    return [
+        shlex.split(line, comments=True)
+        for line in lines
+        if line.strip().removeprefix(".venv/bin/").startswith(program)
+    ]
+
+
+# --- docker-compose ---
 
 
 def test_every_image_is_pinned(compose):
@@ -62,16 +193,16 @@ def _kraft_nodes(compose: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("service", ["kafka-xds", "kafka-xds-kraft"])
-def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(compose, service, tmp_path):
+def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(
+    compose, certs, service, tmp_path
+):
     for name, definition in compose["services"].items():
         for source, _ in _mounted_files(definition):
             assert source.exists(), f"{name} mounts {source}, which does not exist"
     ((config_path, _),) = _mounted_files(compose["services"][service])
     assert "certs:/certs:ro" in compose["services"][service]["volumes"]
-    # What the certs job writes to /certs (the debug token among it), here in a folder of our own.
-    write_certs(tmp_path / "certs", [], "sidecar.kafka-xds.demo")
     local = tmp_path / "config.yaml"
-    local.write_text(config_path.read_text().replace("/certs/", f"{tmp_path / 'certs'}/"))
+    local.write_text(config_path.read_text().replace("/certs/", f"{certs}/"))
     result = subprocess.run(
         [sys.executable, "-m", "xds", "check-config", str(local)],
         capture_output=True,
@@ -81,9 +212,20 @@ def test_every_mounted_file_exists_and_kafka_xds_config_passes_check_config(comp
     assert result.returncode == 0, result.stderr
 
 
+def test_every_kafka_xds_in_compose_serves_ads_over_mtls_with_an_access_policy(compose):
+    served = {}
+    for service in compose["services"].values():
+        if service.get("command", [None])[0] == "serve":
+            ((config_path, _),) = _mounted_files(service)
+            served[config_path.name] = load_config(config_path)
+    assert set(served) == {path.name for path in (REPO / "config" / "compose").glob("*.yaml")}
+    for name, config in served.items():
+        assert config.xds.tls is not None and config.xds.tls.client_ca_file is not None, name
+        assert config.access, name
+
+
 def test_brokers_advertise_what_the_plan_says(compose):
-    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
-    config = load_config(config_path)
+    config = _service_config(compose, "kafka-xds")
     cluster = config.kafka_clusters[0]
     assert cluster.zookeeper is not None
     brokers = _zookeeper_brokers(compose)
@@ -104,8 +246,7 @@ def test_brokers_advertise_what_the_plan_says(compose):
 
 
 def test_sidecar_and_client_use_the_planned_addresses_and_the_real_ports(compose):
-    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
-    config = load_config(config_path)
+    config = _service_config(compose, "kafka-xds")
     services = compose["services"]
     xds_port = parse_listen(config.xds.listen)[1]
     assert f"--xds kafka-xds:{xds_port}" in " ".join(services["bootstrap"]["entrypoint"])
@@ -132,8 +273,7 @@ def test_the_kraft_profile_runs_a_three_node_kraft_cluster_that_kafka_xds_follow
     for name in set(services) - kraft_services:  # the default stack does not depend on the profile
         depends = services[name].get("depends_on", [])
         assert not kraft_services & set(depends), name
-    ((config_path, _),) = _mounted_files(services["kafka-xds-kraft"])
-    config = load_config(config_path)
+    config = _service_config(compose, "kafka-xds-kraft")
     (cluster,) = config.kafka_clusters
     assert cluster.kraft is not None
     assert int(services[nodes[0]]["image"].split(":")[1].split(".")[0]) >= 4  # Kafka 4.x: no ZooKeeper
@@ -168,26 +308,84 @@ def test_the_kraft_profile_runs_a_three_node_kraft_cluster_that_kafka_xds_follow
     )
 
 
-def test_certificate_files_the_configs_name_are_made_by_the_certs_job(compose, tmp_path):
-    entrypoint = compose["services"]["certs"]["entrypoint"]
-    brokers = [entrypoint[i + 1] for i, arg in enumerate(entrypoint) if arg == "--broker"]
-    write_certs(tmp_path, brokers, "sidecar.kafka-xds.demo")
-    made = {path.name for path in tmp_path.iterdir()}
-    ((config_path, _),) = _mounted_files(compose["services"]["kafka-xds"])
-    tls = load_config(config_path).upstream_tls
-    assert tls is not None
-    for path in (tls.ca_file, tls.cert_file, tls.key_file):
-        assert Path(path).name in made and path.startswith("/certs/")
+def test_certificate_files_the_configs_and_bootstrap_jobs_name_are_made_by_the_certs_job(compose, certs):
+    made = {path.name for path in certs.iterdir()}
+    services = compose["services"]
+    for bootstrap, envoy, server in SIDECARS:
+        config = _service_config(compose, server)
+        assert config.upstream_tls is not None and config.xds.tls is not None
+        read_by_envoy = [
+            config.upstream_tls.ca_file,
+            config.upstream_tls.cert_file,
+            config.upstream_tls.key_file,
+            *_xds_tls_options(services[bootstrap]["entrypoint"]).values(),
+        ]
+        read_by_kafka_xds = [config.xds.tls.cert_file, config.xds.tls.key_file, config.xds.tls.client_ca_file]
+        for reader, paths in ((envoy, read_by_envoy), (server, read_by_kafka_xds)):
+            assert "certs:/certs:ro" in services[reader]["volumes"], reader
+            assert services[reader]["depends_on"]["certs"] == {"condition": "service_completed_successfully"}
+            for path in paths:
+                assert path is not None and path.startswith("/certs/"), (reader, path)
+                assert Path(path).name in made, (reader, path)
+    entrypoint = services["certs"]["entrypoint"]
     for name in _zookeeper_brokers(compose) + _kraft_nodes(compose):
-        assert name in brokers
-        ((properties_path, _),) = _mounted_files(compose["services"][name])
+        assert name in _option_values(entrypoint, "--broker")
+        ((properties_path, _),) = _mounted_files(services[name])
         properties = _properties(properties_path)
         assert Path(properties["ssl.keystore.location"]).name in made
         assert Path(properties["ssl.truststore.location"]).name in made
 
 
+@pytest.mark.parametrize(("bootstrap", "envoy", "server"), SIDECARS)
+def test_compose_sidecars_complete_an_mtls_handshake_with_kafka_xds_and_may_see_its_cluster(
+    compose, certs, bootstrap, envoy, server
+):
+    args = compose["services"][bootstrap]["entrypoint"]
+    config = _service_config(compose, server)
+    tls = config.xds.tls
+    assert tls is not None and tls.client_ca_file is not None
+
+    def local(path: str) -> str:
+        return str(certs / Path(path).name)
+
+    sidecar = _xds_tls_options(args)
+    assert parse_listen(_option(args, "--xds"))[0] == server  # the compose service's name
+    peer = _handshake(
+        (local(tls.cert_file), local(tls.key_file), local(tls.client_ca_file)),
+        (local(sidecar["--xds-ca"]), local(sidecar["--xds-cert"]), local(sidecar["--xds-key"])),
+        _server_name(args),
+    )
+    allowed = admit(_identity(peer), access_policy(config.access))
+    assert allowed == frozenset(cluster.name for cluster in config.kafka_clusters)
+
+
+@pytest.mark.parametrize(("bootstrap", "envoy", "server"), SIDECARS)
+def test_compose_bootstrap_jobs_write_the_bootstrap_and_sds_files_where_their_sidecar_reads_them(
+    compose, bootstrap, envoy, server, tmp_path
+):
+    services = compose["services"]
+    args = services[bootstrap]["entrypoint"]
+    assert args[:2] == ["kafka-xds", "bootstrap"]
+    output = _option(args, "--output")
+    (job_volume,) = [volume for volume in services[bootstrap]["volumes"] if volume.endswith(":/bootstrap")]
+    assert posixpath.dirname(output) == job_volume.split(":")[1]
+    assert f"{job_volume}:ro" in services[envoy]["volumes"]  # the same volume at the same path
+    assert services[envoy]["command"][:3] == ["envoy", "-c", output]
+    assert services[envoy]["depends_on"][bootstrap] == {"condition": "service_completed_successfully"}
+    secrets = _run_bootstrap(args[1:], tmp_path / "envoy.yaml")
+    assert len(secrets) == 2 and _watched_directories(secrets) == {"/certs"}
+
+
+def test_readme_compose_section_says_how_ads_is_secured_as_the_configs_do(compose):
+    for _, _, server in SIDECARS:
+        tls = _service_config(compose, server).xds.tls
+        assert tls is not None and tls.client_ca_file is not None
+    section = _readme_section("docker-compose")
+    assert "tls: null" not in section and "ADS runs in plaintext" not in section
+    assert "ADS runs over mTLS" in section and "--xds-ca" in section
+
+
 def test_kubernetes_manifests_parse_and_embed_a_valid_config():
-    from xds.config import parse_config
 
     documents = [
         document
