@@ -3,6 +3,7 @@ pinned, consistent with each other and with the configs they embed, certificates
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 import shlex
@@ -385,25 +386,246 @@ def test_readme_compose_section_says_how_ads_is_secured_as_the_configs_do(compos
     assert "ADS runs over mTLS" in section and "--xds-ca" in section
 
 
-def test_kubernetes_manifests_parse_and_embed_a_valid_config():
+# --- Kubernetes ---
 
-    documents = [
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict[str, Any]]:
+    return [
         document
-        for path in sorted((REPO / "config" / "kubernetes").glob("*.yaml"))
+        for path in sorted(KUBERNETES.glob("*.yaml"))
         for document in yaml.safe_load_all(path.read_text())
+        if document
     ]
-    kinds = {document["kind"] for document in documents}
-    assert {"Deployment", "Service", "PodDisruptionBudget", "StatefulSet", "ConfigMap", "Pod"} <= kinds
-    deployment = next(document for document in documents if document["kind"] == "Deployment")
-    assert deployment["spec"]["replicas"] == 2
-    config_map = next(document for document in documents if document["kind"] == "ConfigMap")
-    config = parse_config(yaml.safe_load(config_map["data"]["config.yaml"]))
-    assert config.kafka_clusters[0].upstream_port == 9094
-    for document in documents:
+
+
+def _find(
+    manifests: list[dict[str, Any]], kind: str, name: str, namespace: str | None = None
+) -> dict[str, Any]:
+    found = [
+        document
+        for document in manifests
+        if document["kind"] == kind
+        and document["metadata"]["name"] == name
+        and document["metadata"].get("namespace") == namespace
+    ]
+    assert len(found) == 1, f"{kind} {namespace}/{name}: {len(found)} in config/kubernetes"
+    return found[0]
+
+
+def _namespace(document: dict[str, Any]) -> str:
+    namespace: str = document["metadata"]["namespace"]
+    return namespace
+
+
+def _pod(workload: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = (
+        workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
+    )
+    return pod
+
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = pod.get("initContainers", []) + pod["containers"]
+    return containers
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    (container,) = [container for container in _containers(pod) if container["name"] == name]
+    return container
+
+
+def _kafka_xds(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return _find(manifests, "Deployment", "kafka-xds", "kafka-xds")
+
+
+def _app(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The application's workload: the one with an Envoy sidecar."""
+    (app,) = [
+        document
+        for document in manifests
+        if document["kind"] in ("Pod", "Deployment", "StatefulSet")
+        and any(container["name"] == "envoy" for container in _containers(_pod(document)))
+    ]
+    return app
+
+
+def _kafka_xds_config(manifests: list[dict[str, Any]]) -> Config:
+    config_map = _find(manifests, "ConfigMap", "kafka-xds", "kafka-xds")
+    return parse_config(yaml.safe_load(config_map["data"]["config.yaml"]))
+
+
+def _bootstrap_container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    init: list[dict[str, Any]] = _pod(_app(manifests))["initContainers"]
+    (container,) = [candidate for candidate in init if _bootstrap_args(candidate)]
+    return container
+
+
+def _bootstrap_args(container: dict[str, Any]) -> list[str]:
+    """The `kafka-xds bootstrap` arguments a container runs with (none: it runs something else)."""
+    words = [*container.get("command", []), *container.get("args", [])]
+    if words[:2] == ["sh", "-c"]:
+        words = shlex.split(words[2])
+    words = words[1:] if words[:1] == ["kafka-xds"] else words
+    return words if words[:1] == ["bootstrap"] else []
+
+
+def _volume_at(pod: dict[str, Any], container: dict[str, Any], folder: str) -> dict[str, Any]:
+    """The volume `container` mounts at `folder`, whole: a subPath mount never sees a renewed Secret."""
+    mounts = [mount for mount in container.get("volumeMounts", []) if mount["mountPath"] == folder]
+    assert len(mounts) == 1, f"{container['name']}: nothing mounted at {folder}"
+    assert "subPath" not in mounts[0], f"{container['name']}: {folder} is a subPath mount"
+    volumes: list[dict[str, Any]] = pod["volumes"]
+    (volume,) = [volume for volume in volumes if volume["name"] == mounts[0]["name"]]
+    return volume
+
+
+def _certificate_file(
+    manifests: list[dict[str, Any]], workload: dict[str, Any], container: str, path: str
+) -> dict[str, Any]:
+    """The cert-manager Certificate whose Secret `container` reads `path` from (checked: it is a key
+    of that Secret, mounted whole at the file's folder); returns the Certificate."""
+    pod = _pod(workload)
+    folder, name = posixpath.split(path)
+    volume = _volume_at(pod, _container(pod, container), folder)
+    assert "secret" in volume and "items" not in volume["secret"], volume
+    certificate = _certificate_of(manifests, _namespace(workload), volume["secret"]["secretName"])
+    assert name in _secret_keys(certificate), f"{path}: no key {name} in {volume['secret']['secretName']}"
+    return certificate
+
+
+def _certificate_of(manifests: list[dict[str, Any]], namespace: str, secret: str) -> dict[str, Any]:
+    found = [
+        document
+        for document in manifests
+        if document["kind"] == "Certificate"
+        and _namespace(document) == namespace
+        and document["spec"]["secretName"] == secret
+    ]
+    assert len(found) == 1, f"the Secret {namespace}/{secret}: made by {len(found)} Certificates"
+    return found[0]
+
+
+def _secret_keys(certificate: dict[str, Any]) -> set[str]:
+    formats = {output["type"] for output in certificate["spec"].get("additionalOutputFormats", [])}
+    return CERTIFICATE_KEYS | ({COMBINED_PEM} if "CombinedPEM" in formats else set())
+
+
+def _service_at(manifests: list[dict[str, Any]], host: str) -> dict[str, Any]:
+    """The Service a cluster DNS name (SERVICE.NAMESPACE.svc[.cluster.local]) resolves to."""
+    match = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?", host)
+    assert match is not None, f"{host} is not a Service's cluster DNS name"
+    return _find(manifests, "Service", match[1], match[2])
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def test_kubernetes_manifests_parse_and_embed_a_valid_config(manifests):
+    kinds = {document["kind"] for document in manifests}
+    assert {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "StatefulSet",
+        "ConfigMap",
+        "Certificate",
+    } <= kinds
+    assert _kafka_xds(manifests)["spec"]["replicas"] == 2
+    assert _kafka_xds_config(manifests).kafka_clusters[0].upstream_port == 9094
+    for document in manifests:
         spec = document.get("spec", {})
         pod = spec.get("template", {}).get("spec", spec)
         for container in pod.get("containers", []) + pod.get("initContainers", []):
             assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", container["image"]), container["image"]
+
+
+def test_the_app_pods_and_the_readme_examples_dial_the_kafka_xds_service_on_its_ads_port(manifests):
+    """One name for every replica: a ClusterIP Service in front of the Deployment's pods."""
+    xds = _option_values(_bootstrap_args(_bootstrap_container(manifests)), "--xds")
+    assert len(xds) == 1
+    host, port = parse_listen(xds[0])
+    service = _service_at(manifests, host)
+    assert service["spec"].get("clusterIP") != "None"  # a virtual IP: any ready replica
+    (service_port,) = [entry for entry in service["spec"]["ports"] if entry["port"] == port]
+    deployment = _kafka_xds(manifests)
+    assert deployment["spec"]["replicas"] >= 2
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    (container,) = _pod(deployment)["containers"]
+    (target,) = [entry for entry in container["ports"] if entry["name"] == service_port["targetPort"]]
+    assert target["containerPort"] == parse_listen(_kafka_xds_config(manifests).xds.listen)[1]
+    examples = _readme_commands("kafka-xds bootstrap")
+    assert examples, "the README shows kafka-xds bootstrap"
+    for args in examples:
+        for server in _option_values(args, "--xds"):
+            host, port = parse_listen(server)
+            if not _is_ip(host):  # a name: a Service of the manifests, on one of its ports
+                ports = _service_at(manifests, host)["spec"]["ports"]
+                assert port in {entry["port"] for entry in ports}, server
+
+
+def test_the_name_sidecars_check_is_in_kafka_xds_server_certificate(manifests):
+    tls = _kafka_xds_config(manifests).xds.tls
+    assert tls is not None
+    certificate = _certificate_file(manifests, _kafka_xds(manifests), "kafka-xds", tls.cert_file)
+    examples = [args for args in _readme_commands("kafka-xds bootstrap") if "--xds-cert" in args]
+    for args in [_bootstrap_args(_bootstrap_container(manifests)), *examples]:
+        assert _server_name(args) in certificate["spec"]["dnsNames"], args
+
+
+def test_every_secret_the_manifests_use_is_provided_and_the_debug_token_is_created_as_documented(manifests):
+    used = set()
+    for document in manifests:
+        if document["kind"] in ("Deployment", "StatefulSet"):
+            for volume in _pod(document).get("volumes", []):
+                if "secret" in volume:
+                    used.add((_namespace(document), volume["secret"]["secretName"]))
+        if document["kind"] == "ClusterIssuer" and "ca" in document["spec"]:
+            used.add(("cert-manager", document["spec"]["ca"]["secretName"]))
+    created = {}  # the README's `kubectl create secret` lines: (namespace, name) -> their keys
+    for command in _readme_commands("kubectl"):
+        if command[1:2] == ["-n"] and command[3:5] == ["create", "secret"]:
+            keys = {
+                arg.split("=", 2)[1] for arg in command if arg.startswith(("--from-literal=", "--from-file="))
+            }
+            created[command[2], command[6]] = keys
+    provided = {(_namespace(d), d["spec"]["secretName"]) for d in manifests if d["kind"] == "Certificate"}
+    assert used <= provided | set(created), used - provided - set(created)
+    token_file = _kafka_xds_config(manifests).debug.token_file
+    assert token_file is not None
+    pod = _pod(_kafka_xds(manifests))
+    folder, key = posixpath.split(token_file)
+    volume = _volume_at(pod, _container(pod, "kafka-xds"), folder)
+    assert created[("kafka-xds", volume["secret"]["secretName"])] == {key}
+
+
+def test_kafka_xds_reads_its_server_certificate_from_its_certificate_secret(manifests):
+    tls = _kafka_xds_config(manifests).xds.tls
+    assert tls is not None and tls.client_ca_file is not None
+    for path in (tls.cert_file, tls.key_file, tls.client_ca_file):
+        certificate = _certificate_file(manifests, _kafka_xds(manifests), "kafka-xds", path)
+        assert "server auth" in certificate["spec"]["usages"]
+
+
+def test_every_certificate_is_issued_by_the_one_mesh_ca_and_the_app_identity_may_see_kafka_a(manifests):
+    certificates = [document for document in manifests if document["kind"] == "Certificate"]
+    leaves = [certificate for certificate in certificates if not certificate["spec"].get("isCA")]
+    issuers = {(c["spec"]["issuerRef"]["kind"], c["spec"]["issuerRef"]["name"]) for c in leaves}
+    assert len(issuers) == 1  # every side trusts the others through the ca.crt in its own Secret
+    ((kind, name),) = issuers
+    issuer = _find(manifests, kind, name)
+    ca = _certificate_of(manifests, "cert-manager", issuer["spec"]["ca"]["secretName"])
+    assert ca["spec"]["isCA"] is True
+    pod = _pod(_app(manifests))
+    (volume,) = [volume for volume in pod["volumes"] if "secret" in volume]
+    app = _certificate_of(manifests, _namespace(_app(manifests)), volume["secret"]["secretName"])
+    identity = (app["spec"].get("uris") or app["spec"]["dnsNames"])[0]  # as kafka-xds takes it
+    assert admit(identity, access_policy(_kafka_xds_config(manifests).access)) == frozenset({"kafka-a"})
 
 
 def test_the_image_installs_exact_versions_of_everything():
