@@ -604,6 +604,31 @@ def test_every_secret_the_manifests_use_is_provided_and_the_debug_token_is_creat
     assert created[("kafka-xds", volume["secret"]["secretName"])] == {key}
 
 
+def test_the_broker_statefulset_has_its_headless_service_its_tls_secret_and_a_data_volume(manifests):
+    statefulset = _find(manifests, "StatefulSet", "kafka-a", "kafka")
+    service = _find(manifests, "Service", statefulset["spec"]["serviceName"], "kafka")
+    assert service["spec"]["clusterIP"] == "None"
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (container,) = _pod(statefulset)["containers"]
+    script = container["command"][-1]
+    properties = _parse_properties(script.split("<<PROPS", 1)[1].split("\nPROPS", 1)[0])
+    mesh_port = int(
+        dict(item.split("://") for item in properties["listeners"].split(","))["MESH"].split(":")[1]
+    )
+    assert mesh_port in {entry["port"] for entry in service["spec"]["ports"]}
+    assert mesh_port == _kafka_xds_config(manifests).kafka_clusters[0].upstream_port
+    assert properties["ssl.keystore.type"] == properties["ssl.truststore.type"] == "PEM"
+    keystore = _certificate_file(manifests, statefulset, "kafka", properties["ssl.keystore.location"])
+    assert posixpath.basename(properties["ssl.keystore.location"]) == COMBINED_PEM
+    assert keystore["spec"]["privateKey"]["encoding"] == "PKCS8"  # the only kind Kafka's PEM keystore reads
+    assert posixpath.basename(properties["ssl.truststore.location"]) == "ca.crt"
+    _certificate_file(manifests, statefulset, "kafka", properties["ssl.truststore.location"])
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    (data,) = [m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    assert properties["log.dirs"].startswith(data["mountPath"] + "/")  # a folder in it, not its root
+
+
 def test_kafka_xds_reads_its_server_certificate_from_its_certificate_secret(manifests):
     tls = _kafka_xds_config(manifests).xds.tls
     assert tls is not None and tls.client_ca_file is not None
