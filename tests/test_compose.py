@@ -3,6 +3,7 @@ pinned, consistent with each other and with the configs they embed, certificates
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import posixpath
 import re
@@ -17,6 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import base_config
+from tests.support.addresses import LoopbackAddresses
+from tests.support.wait import eventually
 from xds.access import access_policy, admit, identity_of
 from xds.cli import main as kafka_xds
 from xds.config import Config, load_config, parse_config, parse_listen
@@ -627,6 +631,75 @@ def test_the_broker_statefulset_has_its_headless_service_its_tls_secret_and_a_da
     (claim,) = statefulset["spec"]["volumeClaimTemplates"]
     (data,) = [m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
     assert properties["log.dirs"].startswith(data["mountPath"] + "/")  # a folder in it, not its root
+
+
+def test_envoy_is_a_native_sidecar_between_the_bootstrap_init_container_and_the_app(manifests):
+    pod = _pod(_app(manifests))
+    bootstrap = _bootstrap_container(manifests)
+    names = [container["name"] for container in pod["initContainers"]]
+    envoy = _container(pod, "envoy")
+    assert envoy in pod["initContainers"] and envoy["restartPolicy"] == "Always"
+    assert names.index(bootstrap["name"]) < names.index("envoy") and "restartPolicy" not in bootstrap
+    args = _bootstrap_args(bootstrap)
+    assert _option(args, "--node-id") in ("$(POD_NAME)", "$POD_NAME")  # from the kubelet, or a shell
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in bootstrap["env"]
+    output = _option(args, "--output")
+    for container in (bootstrap, envoy):
+        assert "emptyDir" in _volume_at(pod, container, posixpath.dirname(output))
+    assert envoy["args"][:2] == ["-c", output]
+    admin = _option_values(args, "--admin") or ["127.0.0.1:9901"]  # kafka-xds bootstrap's default
+    host, port = parse_listen(admin[0])
+    probe = " ".join(envoy["startupProbe"]["exec"]["command"])
+    assert f"/dev/tcp/{host}/{port}" in probe and "GET /ready " in probe
+
+
+@pytest.mark.envoy
+async def test_the_sidecar_startup_probe_passes_only_once_envoy_is_live(
+    manifests, addresses: LoopbackAddresses, envoys, xds_processes
+):
+    cluster = {
+        "name": "kafka-a",
+        "loopback_ip": addresses.take(),
+        "port_base": 9090,
+        "upstream_listener": "MESH",
+        "static": {"brokers": [{"id": 1, "host": addresses.take(), "port": 9094}]},
+    }
+    config = base_config(None, [cluster], addresses.take())
+    envoy = await envoys("app-1", config)  # its admin API answers; kafka-xds is not there yet
+    admin = envoy.admin_url.removeprefix("http://").replace(":", "/")
+    probe = [
+        part.replace("/dev/tcp/127.0.0.1/9901", f"/dev/tcp/{admin}")
+        for part in _container(_pod(_app(manifests)), "envoy")["startupProbe"]["exec"]["command"]
+    ]
+
+    async def probe_passes() -> bool:
+        process = await asyncio.create_subprocess_exec(*probe)
+        return await asyncio.wait_for(process.wait(), 10) == 0
+
+    assert not await probe_passes()  # initializing: /ready answers 503
+    await xds_processes(config)
+    await eventually(probe_passes, what="the startup probe to pass")
+
+
+def test_upstream_tls_files_are_where_the_app_pods_mount_their_certificate_secret(manifests):
+    upstream = _kafka_xds_config(manifests).upstream_tls
+    assert upstream is not None
+    for path in (upstream.ca_file, upstream.cert_file, upstream.key_file):
+        certificate = _certificate_file(manifests, _app(manifests), "envoy", path)
+        assert "client auth" in certificate["spec"]["usages"]
+
+
+def test_the_bootstrap_certificate_files_are_mounted_from_a_certificate_secret_and_watched_there(
+    manifests, tmp_path
+):
+    args = _bootstrap_args(_bootstrap_container(manifests))
+    folders = set()
+    for path in _xds_tls_options(args).values():
+        _certificate_file(manifests, _app(manifests), "envoy", path)
+        folders.add(posixpath.dirname(path))
+    args = [re.sub(r"\$\(?POD_NAME\)?", "payments-6d4b9c7f5-x2x7q", arg) for arg in args]
+    secrets = _run_bootstrap(args, tmp_path / "envoy.yaml")
+    assert len(secrets) == 2 and _watched_directories(secrets) == folders
 
 
 def test_kafka_xds_reads_its_server_certificate_from_its_certificate_secret(manifests):
