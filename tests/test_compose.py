@@ -726,6 +726,20 @@ def test_every_certificate_is_issued_by_the_one_mesh_ca_and_the_app_identity_may
     assert admit(identity, access_policy(_kafka_xds_config(manifests).access)) == frozenset({"kafka-a"})
 
 
+def test_readme_kubernetes_section_describes_the_manifests_as_they_are(manifests):
+    kubernetes = _readme_section("Kubernetes")
+    for path in KUBERNETES.glob("*.yaml"):
+        assert f"`{path.name}`" in kubernetes, path.name
+    xds = _option(_bootstrap_args(_bootstrap_container(manifests)), "--xds")
+    for fact in (xds, "Deployment", "ClusterIP", "restartPolicy: Always", "startupProbe", "Kubernetes 1.29"):
+        assert fact in kubernetes, fact
+    for document in manifests:  # every Secret a pod mounts, named where that pod is described
+        if document["kind"] in ("Deployment", "StatefulSet"):
+            for volume in _pod(document)["volumes"]:
+                if "secret" in volume:
+                    assert f"`{volume['secret']['secretName']}`" in kubernetes, volume
+
+
 def test_the_image_installs_exact_versions_of_everything():
     """A rebuild of the Dockerfile installs the software that was tested, not whatever is newest."""
     import tomllib
