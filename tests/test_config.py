@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -477,3 +478,17 @@ def test_static_broker_above_max_broker_id_with_its_own_port_is_accepted():
         _static({"id": 100, "host": "10.0.0.1", "port": 9094}, max_broker_id=99, broker_ports={100: 9200})
     )
     assert config.kafka_clusters[1].broker_port(100) == 9200
+
+
+def test_workers_default_to_the_cpu_quota_of_a_container_not_the_nodes_cores(tmp_path):
+    from xds.config import available_cores
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a Kubernetes CPU limit of 1.5
+    assert available_cores(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # no limit: the cores it may run on
+    assert available_cores(tmp_path) == len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # cgroup v1, half a core
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cores(tmp_path) == 1

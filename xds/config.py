@@ -8,6 +8,7 @@ strict: YAML's `true` is not a port, `"9090"` is not a number (floats do accept 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,12 +62,32 @@ __all__ = [
 KAFKA_MAX_IDLE_SECONDS = 600  # Kafka's connections.max.idle.ms default: never cut a connection sooner
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+def available_cores(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: its CPU affinity (a container's cpuset), capped by its CPU
+    quota (a Kubernetes CPU limit is a quota, not a cpuset), rounded up."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup_root)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+def _cpu_quota(root: Path) -> float | None:
+    """The CPU quota in cores from cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us`); None: none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # "max 100000" or "150000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 class XdsTls(Model):
