@@ -21,6 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from xds import wire
+from xds.protocol.messages import text_field
+
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -31,23 +34,6 @@ _ENDPOINT_PATH = (2, 2, 1, 1, 1)  # endpoints, lb_endpoints, endpoint, address, 
 
 class WireError(ValueError):
     """The bytes are not the protobuf message they should be."""
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _delimited(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _string(number: int, text: str) -> bytes:
-    return _delimited(number, text.encode()) if text else b""
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -212,7 +198,7 @@ def _endpoint_ips(data: bytes, start: int, end: int, depth: int = 0) -> Iterator
 
 def node(node_id: str, cluster: str, user_agent: str = "kafka-xds-loadgen") -> bytes:
     """An encoded envoy.config.core.v3.Node."""
-    return _string(1, node_id) + _string(2, cluster) + _string(6, user_agent)
+    return text_field(1, node_id) + text_field(2, cluster) + text_field(6, user_agent)
 
 
 class SotwRequests:
@@ -226,7 +212,7 @@ class SotwRequests:
         key = (type_url, names)
         encoded = self._subscriptions.get(key)
         if encoded is None:
-            encoded = b"".join(_string(3, name) for name in names) + _string(4, type_url)
+            encoded = b"".join(text_field(3, name) for name in names) + text_field(4, type_url)
             self._subscriptions[key] = encoded
             while len(self._subscriptions) > _CACHE_SIZE:
                 del self._subscriptions[next(iter(self._subscriptions))]
@@ -234,8 +220,8 @@ class SotwRequests:
 
     @staticmethod
     def request(subscription: bytes, version: str = "", nonce: str = "", node_bytes: bytes = b"") -> bytes:
-        node_field = _delimited(2, node_bytes) if node_bytes else b""
-        return _string(1, version) + node_field + subscription + _string(5, nonce)
+        node_field = wire.length_delimited(2, node_bytes) if node_bytes else b""
+        return text_field(1, version) + node_field + subscription + text_field(5, nonce)
 
 
 def delta_request(
@@ -247,10 +233,10 @@ def delta_request(
     node_bytes: bytes = b"",
 ) -> bytes:
     """A DeltaDiscoveryRequest (an ACK is just the type and the nonce)."""
-    parts = [_delimited(1, node_bytes) if node_bytes else b"", _string(2, type_url)]
-    parts.extend(_string(3, name) for name in subscribe)
-    parts.extend(_string(4, name) for name in unsubscribe)
+    parts = [wire.length_delimited(1, node_bytes) if node_bytes else b"", text_field(2, type_url)]
+    parts.extend(text_field(3, name) for name in subscribe)
+    parts.extend(text_field(4, name) for name in unsubscribe)
     for name, version in (initial_versions or {}).items():
-        parts.append(_delimited(5, _string(1, name) + _string(2, version)))
-    parts.append(_string(6, nonce))
+        parts.append(wire.length_delimited(5, text_field(1, name) + text_field(2, version)))
+    parts.append(text_field(6, nonce))
     return b"".join(parts)

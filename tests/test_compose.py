@@ -4,7 +4,6 @@ pinned, consistent with each other and with the configs they embed, certificates
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import posixpath
 import re
 import shlex
@@ -26,6 +25,7 @@ from xds.cli import main as kafka_xds
 from xds.config import Config, load_config, parse_config, parse_listen
 from xds.demo.certs import main as certs_job
 from xds.plan import broker_port
+from xds.topology import is_ip
 
 REPO = Path(__file__).resolve().parent.parent
 KUBERNETES = REPO / "config" / "kubernetes"
@@ -522,14 +522,6 @@ def _service_at(manifests: list[dict[str, Any]], host: str) -> dict[str, Any]:
     return _find(manifests, "Service", match[1], match[2])
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def test_kubernetes_manifests_parse_and_embed_a_valid_config(manifests):
     kinds = {document["kind"] for document in manifests}
     assert {
@@ -568,7 +560,7 @@ def test_the_app_pods_and_the_readme_examples_dial_the_kafka_xds_service_on_its_
     for args in examples:
         for server in _option_values(args, "--xds"):
             host, port = parse_listen(server)
-            if not _is_ip(host):  # a name: a Service of the manifests, on one of its ports
+            if not is_ip(host):  # a name: a Service of the manifests, on one of its ports
                 ports = _service_at(manifests, host)["spec"]["ports"]
                 assert port in {entry["port"] for entry in ports}, server
 

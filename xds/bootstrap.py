@@ -12,7 +12,6 @@ kafka-xds only names these files: it never reads them (the key stays the sidecar
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 import posixpath
 from collections.abc import Sequence
@@ -72,7 +71,8 @@ from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from xds.config import parse_listen
-from xds.topology import HostPort
+from xds.configfile import is_host
+from xds.topology import HostPort, is_ip
 
 XDS_CLUSTER = "kafka_xds"
 CLIENT_CERTIFICATE_SECRET = "kafka_xds_client_certificate"
@@ -253,7 +253,7 @@ def secret_files(tls: XdsClientTls, output: Path) -> list[tuple[Path, str]]:
 def server_name(tls: XdsClientTls, xds_servers: Sequence[str]) -> str:
     """The name kafka-xds's certificate must hold: given, or the one host every --xds shares."""
     if tls.server_name is not None:
-        if not _is_name_or_ip(tls.server_name):
+        if not is_host(tls.server_name):
             raise BootstrapError(
                 "--xds-server-name", f"expected a DNS name or an IP, got {tls.server_name!r}"
             )
@@ -283,10 +283,10 @@ def _tls_socket(tls: XdsClientTls, name: str, bootstrap_path: str) -> TransportS
     if not posixpath.isabs(bootstrap_path):
         raise BootstrapError("--output", f"expected an absolute path, got {bootstrap_path!r}")
     output = Path(bootstrap_path)
-    is_ip = _is_ip(name)
-    san_type = SubjectAltNameMatcherSanType.IP_ADDRESS if is_ip else SubjectAltNameMatcherSanType.DNS
+    name_is_ip = is_ip(name)
+    san_type = SubjectAltNameMatcherSanType.IP_ADDRESS if name_is_ip else SubjectAltNameMatcherSanType.DNS
     context = UpstreamTlsContext(
-        sni="" if is_ip else name,
+        sni="" if name_is_ip else name,
         common_tls_context=CommonTlsContext(
             tls_certificate_sds_secret_configs=[_sds(CLIENT_CERTIFICATE_SECRET, tls.cert_file, output)],
             combined_validation_context=CommonTlsContextCombinedCertificateValidationContext(
@@ -319,23 +319,6 @@ def _sds(secret: str, watched_file: str, output: Path) -> SdsSecretConfig:
 def _secret_yaml(secret: Secret) -> str:
     body = {"resources": [AnyMessage.pack(secret).to_dict(casing=betterproto2.Casing.SNAKE)]}
     return yaml.safe_dump(body, sort_keys=False)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_name_or_ip(host: str) -> bool:
-    labels = host.removesuffix(".").split(".")
-    is_name = all(
-        0 < len(label) <= 63 and label.replace("-", "").isascii() and label.replace("-", "").isalnum()
-        for label in labels
-    )
-    return _is_ip(host) or is_name
 
 
 def _address(listen: str) -> Address:

@@ -24,12 +24,13 @@ class HostPort:
 
     @property
     def is_ip(self) -> bool:
-        return _is_ip(self.host)
+        return is_ip(self.host)
 
 
 @functools.lru_cache(maxsize=65536)
-def _is_ip(host: str) -> bool:
-    # Asked of every broker on every plan; parsing an address each time was most of a plan's cost.
+def is_ip(host: str) -> bool:
+    """An IPv4 or IPv6 literal. Asked of every broker on every plan: parsing each time was most of a
+    plan's cost, so answers are remembered."""
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from xds import wire
+
 WILDCARD = "*"
 _R = TypeVar("_R", "SotwRequest", "DeltaRequest")
 _EMPTY_NAMES: frozenset[str] = frozenset()
@@ -319,26 +321,14 @@ class RequestParser:
 # -- writing ----------------------------------------------------------------------------------------
 
 
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def length_delimited(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | _LEN) + varint(len(payload)) + payload
-
-
 def text_field(number: int, value: str) -> bytes:
-    return length_delimited(number, value.encode()) if value else b""
+    """A string field, left out when empty (as protobuf's default)."""
+    return wire.string(number, value) if value else b""
 
 
 def any_message(type_url: str, payload: bytes) -> bytes:
     """A google.protobuf.Any holding `payload` (already a serialized message of `type_url`)."""
-    return text_field(1, type_url) + (length_delimited(2, payload) if payload else b"")
+    return text_field(1, type_url) + (wire.length_delimited(2, payload) if payload else b"")
 
 
 def control_plane(identifier: str) -> bytes:
@@ -356,7 +346,7 @@ def sotw_response(
             *resource_entries,
             text_field(4, type_url),
             text_field(5, nonce),
-            length_delimited(6, control_plane_bytes) if control_plane_bytes else b"",
+            wire.length_delimited(6, control_plane_bytes) if control_plane_bytes else b"",
         )
     )
 
@@ -376,20 +366,22 @@ def delta_response(
             *resource_entries,
             text_field(4, type_url),
             text_field(5, nonce),
-            *(length_delimited(6, name.encode()) for name in removed),
-            length_delimited(7, control_plane_bytes) if control_plane_bytes else b"",
+            *(wire.length_delimited(6, name.encode()) for name in removed),
+            wire.length_delimited(7, control_plane_bytes) if control_plane_bytes else b"",
         )
     )
 
 
 def sotw_entry(type_url: str, payload: bytes) -> bytes:
     """One resource as DiscoveryResponse.resources (field 2): an Any."""
-    return length_delimited(2, any_message(type_url, payload))
+    return wire.length_delimited(2, any_message(type_url, payload))
 
 
 def delta_entry(type_url: str, name: str, version: str, payload: bytes) -> bytes:
     """One resource as DeltaDiscoveryResponse.resources (field 2): a Resource{version, resource, name}."""
     resource = (
-        text_field(1, version) + length_delimited(2, any_message(type_url, payload)) + text_field(3, name)
+        text_field(1, version)
+        + wire.length_delimited(2, any_message(type_url, payload))
+        + text_field(3, name)
     )
-    return length_delimited(2, resource)
+    return wire.length_delimited(2, resource)
