@@ -480,3 +480,32 @@ async def test_source_errors_count_trouble_not_notices():
     controller.submit(synced(broker(1)).went_stale("connection refused", 1.0))
     controller.submit(synced(broker(1)).went_stale("timed out", 2.0))
     assert errors() == 2
+
+
+async def test_an_isolated_change_is_published_at_once_and_a_burst_once_per_window():
+    config = controller_config(1500, {})
+    cache = SnapshotCache()
+    controller = Controller(config, cache)
+    task = asyncio.create_task(controller.run())
+
+    async def generation_reaches(generation: int, within: float) -> bool:
+        for _ in range(int(within / 0.02)):
+            if cache.generation >= generation:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    try:
+        controller.submit(synced(broker(1, "10.0.0.1")))
+        assert await generation_reaches(1, within=1.0)
+        await asyncio.sleep(1.6)  # a quiet window: the next change is isolated
+        controller.submit(synced(broker(1, "10.0.0.9")))
+        assert await generation_reaches(2, within=1.0)  # not held for the 1.5 s window
+        controller.submit(synced(broker(1, "10.0.0.8")))  # within the window: waits for its end
+        await asyncio.sleep(0.5)
+        assert cache.generation == 2
+        assert await generation_reaches(3, within=3.0)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

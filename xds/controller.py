@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from xds.snapshot import Snapshot
 from xds.topology import SourceState, Topology
 
 log = logging.getLogger("kafka_xds.controller")
+_SETTLE_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +114,24 @@ class Controller:
         self._dirty.set()
 
     async def run(self) -> None:
-        """Rebuild after each burst of changes and at each removal-grace deadline; never returns."""
+        """Rebuild after changes and at each removal-grace deadline, at most once per debounce
+        window; never returns.
+
+        The first change after a quiet window goes out at once (after a few milliseconds for events
+        fired together, such as a broker's two znode watches); changes that follow within the window
+        wait for its end and go out together, so a rolling restart of 30 brokers is a few pushes,
+        not 30, and an isolated broker move is not delayed by the window."""
+        loop = asyncio.get_running_loop()
         debounce = self._config.xds.debounce_ms / 1000
+        settle = min(debounce, _SETTLE_SECONDS)
+        last_build = -math.inf
         while True:
             await self._wait_for_work()
-            if debounce:
-                await asyncio.sleep(debounce)  # let the rest of a burst (a rolling restart) arrive
+            wait = max(settle, last_build + debounce - loop.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._dirty.clear()
+            last_build = loop.time()
             await self.rebuild()
 
     async def _wait_for_work(self) -> None:
