@@ -299,3 +299,24 @@ async def test_serve_on_the_quickstart_config_becomes_ready(xds_processes):
     assert [(row["cluster"], row["port"], row["upstream"]) for row in plan["rows"]] == [
         ("kafka-a", 9091, "127.0.0.1:9092")
     ]
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path):
+    """`kafka-xds check-config --plan | head -1`: the plan outlives its reader."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "xds", "check-config", "--config", "config/example.yaml", "--ids", "0-99"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 141
+    assert result.stderr == ""

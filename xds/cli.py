@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from xds.bootstrap import XdsClientTls
 
 EXIT_CONFIG = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command cut off by its reader
 _MAX_IDS = 10_000  # --ids 0-4294967295 would print forever
 
 
@@ -45,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as err:
         print(f"kafka-xds {args.command}: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokenPipeError:
+        # The reader went away (`kafka-xds check-config --plan | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return result
 
 
