@@ -312,3 +312,46 @@ async def test_a_client_that_closes_is_counted(ads):
 
     await eventually(ended, what="the end counted")
     assert server.streams == {}
+
+
+async def test_a_burst_of_streams_beyond_the_limit_is_refused_explicitly_never_dropped():
+    """More new streams at once than gRPC core queues by default (1000): none may be dropped by core
+    without a status the server counts; each is served or refused with RESOURCE_EXHAUSTED."""
+    registry = CollectorRegistry()
+    server = AdsServer(
+        XdsSettings(listen="127.0.0.1:0", max_concurrent_streams=10, overload_lag_seconds=60),
+        StreamMetrics(registry),
+    )
+    await server.start()
+    world = World()
+    server.publish(world.views({1: "10.0.0.1"}).snapshot)
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            method = channel.stream_stream(
+                f"/{SERVICE}/StreamAggregatedResources",
+                request_serializer=bytes,
+                response_deserializer=DiscoveryResponse.parse,
+            )
+            first = bytes(DiscoveryRequest(type_url=CLUSTER_TYPE, node=Node(id="burst")))
+            done = asyncio.Event()
+
+            async def requests() -> AsyncIterator[bytes]:
+                yield first
+                await done.wait()  # a sidecar keeps its stream open
+
+            async def one() -> grpc.StatusCode:
+                call = method(requests())
+                try:
+                    await asyncio.wait_for(call.read(), 60)
+                except aio.AioRpcError as err:
+                    return err.code()
+                return grpc.StatusCode.OK
+
+            codes = await asyncio.gather(*(one() for _ in range(1500)))
+            done.set()
+        outcomes = {code: codes.count(code) for code in set(codes)}
+        assert set(outcomes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, outcomes
+        refused = _counter(registry, "kafka_xds_streams_refused_total", reason="at_limit")
+        assert refused == outcomes.get(grpc.StatusCode.RESOURCE_EXHAUSTED, 0) > 0
+    finally:
+        await server.stop(grace=0)

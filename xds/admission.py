@@ -24,6 +24,7 @@ from xds.metrics import StreamMetrics
 
 log = logging.getLogger("kafka_xds.server")
 _LAG_INTERVAL_SECONDS = 0.25
+_MIN_BACKLOG = 4096
 
 
 class Admission:
@@ -37,6 +38,9 @@ class Admission:
     ) -> None:
         self._metrics = metrics
         self._stream_limit = stream_limit
+        # New calls gRPC core may hold while this process takes them one by one: a burst as large
+        # as the streams it may serve, several times over.
+        self.backlog = max(4 * stream_limit, _MIN_BACKLOG)
         self._overload_lag_seconds = overload_lag_seconds
         self._access = access
         self._worker = worker

@@ -191,6 +191,12 @@ class AdsServer:
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.max_receive_message_length", self._settings.max_request_bytes),
+                # gRPC core refuses calls beyond a backlog of calls the application has not taken
+                # yet (1000 by default), without telling it: a burst of sidecars reconnecting
+                # after a restart would lose streams silently. The backlog is sized for bursts
+                # instead; admission then refuses what it must, explicitly and counted.
+                ("grpc.server.max_pending_requests", self.admission.backlog),
+                ("grpc.server.max_pending_requests_hard_limit", self.admission.backlog),
             ]
         )
         server.add_generic_rpc_handlers(
