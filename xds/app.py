@@ -14,13 +14,11 @@ from xds.config import Config, parse_listen
 from xds.controller import Controller
 from xds.debug.server import DebugServer
 from xds.fleet import Fleet, LocalFleet
+from xds.ipc import Spawned
 from xds.log import event
 from xds.metrics import Metrics
 from xds.server import reserve_port
 from xds.sources.base import Source
-from xds.sources.kraft import KraftSource
-from xds.sources.static import StaticSource
-from xds.sources.zookeeper import ZookeeperSource
 from xds.topology import Topology
 
 log = logging.getLogger("kafka_xds.app")
@@ -28,11 +26,19 @@ _RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def make_source(config: Config, cluster_name: str) -> Source:
+    # Each kind imported when a cluster uses it: kazoo and aiokafka cost a tenth of a second of a
+    # replica's start each, for nothing when no cluster needs them.
     cluster = config.cluster(cluster_name)
     if cluster.static is not None:
+        from xds.sources.static import StaticSource
+
         return StaticSource(cluster)
     if cluster.zookeeper is not None:
+        from xds.sources.zookeeper import ZookeeperSource
+
         return ZookeeperSource(cluster)
+    from xds.sources.kraft import KraftSource
+
     return KraftSource(cluster)
 
 
@@ -50,7 +56,13 @@ def _with_resolved_ports(config: Config) -> Config:
 class Application:
     """Sources -> controller -> cache -> the serving fleet, plus the debug server."""
 
-    def __init__(self, config: Config, source_factory: Callable[[Config, str], Source] = make_source) -> None:
+    def __init__(
+        self,
+        config: Config,
+        source_factory: Callable[[Config, str], Source] = make_source,
+        prespawned: list[Spawned] | None = None,
+    ) -> None:
+        self._prespawned = prespawned
         self.config = config
         workers = config.xds.worker_count
         self.metrics = Metrics(serve_in_process=workers == 1)
@@ -71,7 +83,7 @@ class Application:
             )
         from xds.workers import WorkerFleet
 
-        return WorkerFleet(self.config, self.cache, self.metrics)
+        return WorkerFleet(self.config, self.cache, self.metrics, self._prespawned)
 
     async def start(self) -> None:
         """Start serving; on failure (an address in use) nothing is left running."""
@@ -100,16 +112,17 @@ class Application:
                     "upstream_tls is null: sidecars reach these brokers over plain TCP",
                     cluster=cluster.name,
                 )
+        # The sources and the first build run while the serving workers start: a replica is ready
+        # when the slower of the two is done, not after both.
+        self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        for source in self.sources:
+            self._tasks.append(asyncio.create_task(self._supervise(source), name=f"source:{source.cluster}"))
         try:
             await self.fleet.start()
             await self.debug.start()
         except BaseException:
-            await self.debug.stop()
-            await self.fleet.stop()
+            await self.stop()
             raise
-        self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
-        for source in self.sources:
-            self._tasks.append(asyncio.create_task(self._supervise(source), name=f"source:{source.cluster}"))
 
     async def _supervise(self, source: Source) -> None:
         """Run a source forever; a crash is logged and the source restarted, its last topology kept."""
@@ -153,9 +166,14 @@ class Application:
         self._tasks.clear()
 
 
-async def serve(config: Config, on_started: Callable[[Application], Awaitable[None]] | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down cleanly. Raises StartupError when it cannot start."""
-    app = Application(_with_resolved_ports(config))
+async def serve(
+    config: Config,
+    on_started: Callable[[Application], Awaitable[None]] | None = None,
+    prespawned: list[Spawned] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly. Raises StartupError when it cannot start.
+    `prespawned`: worker processes started early (see xds.ipc.prespawn); the fleet takes them."""
+    app = Application(_with_resolved_ports(config), prespawned=prespawned)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, app.request_stop)

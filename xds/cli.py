@@ -142,17 +142,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from xds.app import serve
-    from xds.server import StartupError
+    from xds.ipc import prespawn
 
     config = load_config(args.config)
     _read_local_files(config)
     configure(args.log_level, args.log_format)
+    workers = config.xds.worker_count
+    prespawned = prespawn(workers) if workers > 1 else []  # their start overlaps the imports below
+    from xds.app import serve
+    from xds.server import StartupError
+
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, prespawned=prespawned))
     except StartupError as err:
         print(f"kafka-xds: cannot start: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        for spawned in prespawned:
+            spawned.close()  # any the fleet did not take (it takes and stops the others)
     return 0
 
 

@@ -45,7 +45,10 @@ class _WorkerField(logging.Filter):
 
 async def _run(fd: int) -> int:
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
-    kind, init = await receive(reader)
+    try:
+        kind, init = await receive(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return 0  # started early, and the main process did not start after all: nothing to do
     assert kind == "init"
     index: int = init["index"]
     configure(init["log_level"], init["log_format"])

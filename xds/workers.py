@@ -18,9 +18,7 @@ import contextlib
 import itertools
 import logging
 import math
-import os
-import socket
-import sys
+import subprocess
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -30,7 +28,7 @@ from prometheus_client.metrics_core import Metric
 from xds.cache import SnapshotCache
 from xds.config import Config, parse_listen
 from xds.debug.streams import StreamQuery, merge
-from xds.ipc import receive, send
+from xds.ipc import Spawned, receive, send, spawn
 from xds.log import JsonFormatter, event
 from xds.metrics import Metrics
 from xds.server import StartupError, reserve_port
@@ -44,13 +42,6 @@ _MAX_UNSENT_BYTES = 256 * 1024 * 1024  # a worker this far behind is stuck: rest
 # Gauges where the sum over workers means nothing: the worst worker is what matters.
 _MAX_OVER_WORKERS = frozenset({"kafka_xds_event_loop_lag_seconds"})
 _PER_WORKER_PREFIX = "kafka_xds_worker_"
-# A burst of initial syncs holds hundreds of response buffers of ~100 KB in gRPC at once. glibc
-# raises its mmap threshold after the first large frees and then serves such buffers from the heap,
-# which it rarely returns to the system: a worker kept ~2x the memory its streams need after one
-# burst. A fixed threshold keeps large buffers in their own mappings, returned when freed.
-# (glibc reads it from the environment at start; other allocators ignore it; an operator's own
-# setting wins.)
-_WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024), **os.environ}
 
 
 def _log_settings() -> tuple[str, str]:
@@ -67,7 +58,7 @@ class _Worker:
     def __init__(self, index: int, fleet: WorkerFleet) -> None:
         self.index = index
         self._fleet = fleet
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._replies: dict[int, asyncio.Future[Any]] = {}
         self._request_ids = itertools.count(1)
@@ -103,20 +94,10 @@ class _Worker:
             await asyncio.sleep(delay)
 
     async def _run_once(self) -> int | None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spawned = self._fleet.take_prespawned() or spawn()
+        self._process, parent = spawned.process, spawned.channel
         self.listening.clear()
         self.applied_generation = 0
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "xds.worker",
-                str(child.fileno()),
-                pass_fds=(child.fileno(),),
-                env=_WORKER_ENVIRONMENT,
-            )
-        finally:
-            child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self._writer = writer
         send(writer, ("init", self._fleet.init_message(self.index)))
@@ -134,7 +115,7 @@ class _Worker:
                     future.set_exception(ConnectionError(f"worker {self.index} went away"))
             self._replies.clear()
             writer.close()
-        return await self._process.wait()
+        return await asyncio.to_thread(self._process.wait)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -178,24 +159,31 @@ class _Worker:
         self.stopping = True
         self.send(("stop", grace))
         process = self._process
-        if process is None or process.returncode is not None:
+        if process is None or process.poll() is not None:
             return
         try:
-            await asyncio.wait_for(process.wait(), grace + 5.0)
+            await asyncio.wait_for(asyncio.to_thread(process.wait), grace + 5.0)
         except TimeoutError:
             event(log, logging.ERROR, "serving worker did not stop in time; killed", worker=self.index)
             self.kill()
-            await process.wait()
+            await asyncio.to_thread(process.wait)
 
     def kill(self) -> None:
-        if self._process is not None and self._process.returncode is None:
+        if self._process is not None and self._process.poll() is None:
             self._process.kill()
 
 
 class WorkerFleet:
     """Worker processes serving the snapshots the cache publishes (see the module docstring)."""
 
-    def __init__(self, config: Config, cache: SnapshotCache, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: SnapshotCache,
+        metrics: Metrics,
+        prespawned: list[Spawned] | None = None,
+    ) -> None:
+        self._prespawned = prespawned if prespawned is not None else []  # taken from the caller's list
         self._config = config
         self._settings = config.xds
         self._cache = cache
@@ -209,6 +197,9 @@ class WorkerFleet:
         self._families: list[Metric] = []
         self._unwatch = cache.watch(self._published)
         self._log_level, self._log_format = _log_settings()
+
+    def take_prespawned(self) -> Spawned | None:
+        return self._prespawned.pop() if self._prespawned else None
 
     def init_message(self, index: int) -> dict[str, Any]:
         return {
@@ -251,6 +242,9 @@ class WorkerFleet:
 
     async def stop(self) -> None:
         self._unwatch()
+        for spawned in self._prespawned:  # started early, never used (the start failed before)
+            await asyncio.to_thread(spawned.close)
+        self._prespawned.clear()
         grace = self._config.xds.shutdown_grace_seconds
         await asyncio.gather(*(worker.stop(grace) for worker in self._workers))
         for task in self._tasks:
