@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xds.protocol.messages import WILDCARD, DeltaRequest, SotwRequest, delta_response
-from xds.protocol.stream import Change, StreamProtocol, TypeState
+from xds.protocol.stream import Change, StreamProtocol, TypeState, news
 from xds.protocol.views import Body, View, Views
 
 
@@ -28,8 +28,6 @@ class Delta:
             state.has = declared if state.wildcard else declared.restricted(state.names)
 
     def change(self, state: TypeState, target: View, views: Views) -> Change | None:
-        if state.rejected is not None and target.version == state.rejected.version:
-            return None  # the client rejected exactly this: only new content is sent
         has = state.has
         if has is None:
             if not (state.wildcard or state.names):
@@ -89,11 +87,7 @@ def _subscribe(stream: StreamProtocol, state: TypeState, request: DeltaRequest, 
 
 def _news(has: View, target: View, must_send: frozenset[str], must_remove: frozenset[str]) -> Change:
     held = has.versions
-    upserts = tuple(
-        served
-        for name, served in target.resources.items()
-        if held.get(name) != served.version or name in must_send
-    )
+    upserts = news(has, target, must_send)
     removed = {name for name in held if name not in target.resources and name not in target.retained}
     removed |= target.absent - has.absent
     removed |= must_send & target.absent

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xds.protocol.messages import WILDCARD, DeltaRequest, SotwRequest, sotw_response
-from xds.protocol.stream import EMPTY, Change, StreamProtocol, TypeState
+from xds.protocol.stream import EMPTY, Change, StreamProtocol, TypeState, news
 from xds.protocol.views import Body, View, Views
 from xds.resource_types import CLUSTER_TYPE, LISTENER_TYPE
 
@@ -35,8 +35,6 @@ class Sotw:
             _resume(stream, state, request.version_info, views)
 
     def change(self, state: TypeState, target: View, views: Views) -> Change | None:
-        if state.rejected is not None and target.version == state.rejected.version:
-            return None  # the client rejected exactly this: only new content is sent
         has = state.has
         if state.type_url in FULL_STATE_TYPES:
             if (
@@ -51,7 +49,9 @@ class Sotw:
                 return None  # names that do not exist yet are remembered, sent when they appear
             return views.memo(("sotw-full", target), lambda: Change(tuple(target.resources.values())))
         must_send = state.must_send
-        change = views.memo(("sotw-news", has, target, must_send), lambda: _news(has, target, must_send))
+        change = views.memo(
+            ("sotw-news", has, target, must_send), lambda: Change(news(has, target, must_send))
+        )
         return change if change.upserts else None
 
     def body(self, state: TypeState, target: View, change: Change, views: Views) -> Body:
@@ -86,17 +86,6 @@ def _resume(stream: StreamProtocol, state: TypeState, version: str, views: Views
     if target.version == version:
         state.has = target
         state.must_send = EMPTY
-
-
-def _news(has: View, target: View, must_send: frozenset[str]) -> Change:
-    held = has.versions
-    return Change(
-        tuple(
-            served
-            for name, served in target.resources.items()
-            if held.get(name) != served.version or name in must_send
-        )
-    )
 
 
 def _encode(target: View, change: Change, views: Views) -> Body:

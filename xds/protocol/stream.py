@@ -274,6 +274,8 @@ class StreamProtocol:
                 continue
             if state.must_send or state.must_remove:
                 self._bound_pending(state, target)
+            if state.rejected is not None and target.version == state.rejected.version:
+                continue  # the client rejected exactly this: only new content is sent
             change = self.variant.change(state, target, views)
             if change is None:
                 if (
@@ -332,14 +334,13 @@ class StreamProtocol:
         secret, while a cluster it may still have uses it."""
         kind = SECRET_TYPE if state.type_url == SECRET_TYPE else CLUSTER_TYPE
         users = self.types[CLUSTER_TYPE if kind == SECRET_TYPE else LISTENER_TYPE]
-        holdings = [view for view in (users.has, users.sent) if view is not None]
-        if not holdings:
+        has, sent = users.has, users.sent
+        if has is None and sent is None:
             return base
-        uses = [_uses(view) for view in holdings]
-        in_use = uses[0] if len(uses) == 1 else uses[0] | uses[1]
-        available = views.scoped(kind, self.scope)
+        # Streams in the same state hold the same view objects: one computation for all of them.
         missing = views.memo(
-            ("missing", kind, in_use, self.scope), lambda: frozenset(in_use - available.keys())
+            ("missing", kind, has, sent, self.scope),
+            lambda: _missing(has, sent, views.scoped(kind, self.scope)),
         )
         if not missing or (not state.wildcard and not (missing & state.names)):
             return base
@@ -408,6 +409,22 @@ def _uses(held: View) -> frozenset[str]:
     if held.type_url == CLUSTER_TYPE and not held.resources:
         return EMPTY
     return held.references
+
+
+def _missing(has: View | None, sent: View | None, available: Mapping[str, Served]) -> frozenset[str]:
+    """What the resources a client holds or was sent use that `available` no longer has."""
+    in_use = frozenset().union(*(_uses(view) for view in (has, sent) if view is not None))
+    return frozenset(name for name in in_use if name not in available)
+
+
+def news(has: View, target: View, must_send: frozenset[str]) -> tuple[Served, ...]:
+    """The resources of `target` to send a client holding `has`: new, changed, or due again."""
+    held = has.versions
+    return tuple(
+        served
+        for name, served in target.resources.items()
+        if held.get(name) != served.version or name in must_send
+    )
 
 
 def _changed(has: View | None, target: View) -> frozenset[str]:
