@@ -19,15 +19,13 @@ from typing import Any, Protocol
 from grpc import aio
 
 from benchmarks.ads_wire import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
     Resources,
     ResponseReader,
     SotwRequests,
     delta_request,
     node,
 )
+from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
 
 _SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 METHODS = {"sotw": _SERVICE + "StreamAggregatedResources", "delta": _SERVICE + "DeltaAggregatedResources"}

@@ -22,57 +22,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from xds import wire
-from xds.protocol.messages import text_field
-
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+from xds.resource_types import ENDPOINT_TYPE
 
 _CACHE_SIZE = 64  # decoded resource sets kept per load process: a few versions of each type
 _ENDPOINT_PATH = (2, 2, 1, 1, 1)  # endpoints, lb_endpoints, endpoint, address, socket_address
-
-
-class WireError(ValueError):
-    """The bytes are not the protobuf message they should be."""
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    result, shift = byte & 0x7F, 7
-    while True:
-        pos += 1
-        byte = data[pos]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos + 1
-        shift += 7
+_string = wire.optional_string
 
 
 def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
     """(number, start, end) of every length-delimited field in data[start:end]; others are skipped."""
-    pos = start
-    try:
-        while pos < end:
-            key, pos = _read_varint(data, pos)
-            wire = key & 7
-            if wire == 2:
-                length, pos = _read_varint(data, pos)
-                yield key >> 3, pos, pos + length
-                pos += length
-            elif wire == 0:
-                _, pos = _read_varint(data, pos)
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            else:
-                raise WireError(f"wire type {wire} at byte {pos}")
-    except IndexError as err:
-        raise WireError(f"message truncated at byte {pos}") from err
-    if pos != end:
-        raise WireError(f"field runs past the end of its message ({pos} > {end})")
+    for number, wire_type, value_start, value_end in wire.fields(data, start, end):
+        if wire_type == wire.LENGTH_DELIMITED:
+            yield number, value_start, value_end
 
 
 def _first(data: bytes, start: int, end: int, number: int) -> tuple[int, int] | None:
@@ -177,7 +138,7 @@ def _resources(data: bytes, spans: list[tuple[int, int]], type_url: str, delta: 
             continue  # a delta Resource without a body: it exists, its content is not sent
         value = _first(data, any_span[0], any_span[1], 2)
         if value is None:
-            raise WireError(f"a {type_url} resource without a value")
+            raise wire.WireFormatError(f"a {type_url} resource without a value")
         name = _text(data, _first(data, value[0], value[1], 1))
         if not delta:
             names.append(name)
@@ -198,7 +159,7 @@ def _endpoint_ips(data: bytes, start: int, end: int, depth: int = 0) -> Iterator
 
 def node(node_id: str, cluster: str, user_agent: str = "kafka-xds-loadgen") -> bytes:
     """An encoded envoy.config.core.v3.Node."""
-    return text_field(1, node_id) + text_field(2, cluster) + text_field(6, user_agent)
+    return _string(1, node_id) + _string(2, cluster) + _string(6, user_agent)
 
 
 class SotwRequests:
@@ -212,7 +173,7 @@ class SotwRequests:
         key = (type_url, names)
         encoded = self._subscriptions.get(key)
         if encoded is None:
-            encoded = b"".join(text_field(3, name) for name in names) + text_field(4, type_url)
+            encoded = b"".join(_string(3, name) for name in names) + _string(4, type_url)
             self._subscriptions[key] = encoded
             while len(self._subscriptions) > _CACHE_SIZE:
                 del self._subscriptions[next(iter(self._subscriptions))]
@@ -221,7 +182,7 @@ class SotwRequests:
     @staticmethod
     def request(subscription: bytes, version: str = "", nonce: str = "", node_bytes: bytes = b"") -> bytes:
         node_field = wire.length_delimited(2, node_bytes) if node_bytes else b""
-        return text_field(1, version) + node_field + subscription + text_field(5, nonce)
+        return _string(1, version) + node_field + subscription + _string(5, nonce)
 
 
 def delta_request(
@@ -233,10 +194,10 @@ def delta_request(
     node_bytes: bytes = b"",
 ) -> bytes:
     """A DeltaDiscoveryRequest (an ACK is just the type and the nonce)."""
-    parts = [wire.length_delimited(1, node_bytes) if node_bytes else b"", text_field(2, type_url)]
-    parts.extend(text_field(3, name) for name in subscribe)
-    parts.extend(text_field(4, name) for name in unsubscribe)
+    parts = [wire.length_delimited(1, node_bytes) if node_bytes else b"", _string(2, type_url)]
+    parts.extend(_string(3, name) for name in subscribe)
+    parts.extend(_string(4, name) for name in unsubscribe)
     for name, version in (initial_versions or {}).items():
-        parts.append(wire.length_delimited(5, text_field(1, name) + text_field(2, version)))
-    parts.append(text_field(6, nonce))
+        parts.append(wire.length_delimited(5, _string(1, name) + _string(2, version)))
+    parts.append(_string(6, nonce))
     return b"".join(parts)

@@ -303,6 +303,7 @@ def _trusted_ca(encode: Callable[[TrustedCaInputs], bytes], inputs: TrustedCaInp
 # Everything the brokers share is encoded once: constants here, settings in small caches.
 
 _delimited = wire.length_delimited
+_scalar = wire.optional  # a proto3 string outside a oneof: the empty string is not written
 
 
 def encode_listener(inputs: ListenerInputs) -> bytes:
@@ -380,11 +381,6 @@ _UPSTREAM_TLS_TYPE_URL = wire.string(1, UPSTREAM_TLS_TYPE)  # Any.type_url
 _EDS = wire.int64(2, 3)  # Cluster.type = EDS
 _ADS_V3 = _delimited(3, b"") + wire.int64(6, 2)  # ConfigSource: ads {}, resource_api_version V3
 _MICROSECOND = datetime.timedelta(microseconds=1)
-
-
-def _scalar(field: int, encoded: bytes) -> bytes:
-    """A proto3 string that is not in a oneof: the empty string is not written."""
-    return _delimited(field, encoded) if encoded else b""
 
 
 def _address(host_port: HostPort) -> bytes:

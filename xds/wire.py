@@ -1,15 +1,22 @@
-"""A minimal protobuf wire-format writer: varints, length-delimited fields, nested messages.
+"""The protobuf wire format, minimal: a writer for the resources and responses kafka-xds sends, and a
+strict reader for the requests it receives.
 
-Only what the resource encoders need: varint fields (uint32, int64, enums) and length-delimited
-fields (strings, bytes, sub-messages). Every field function returns the encoded bytes of one field,
-key included, so a message is the concatenation of its fields in the order they are written.
-Presence is the caller's decision: these functions always write the field they are given.
+Writing: varint fields (uint32, int64, enums) and length-delimited fields (strings, bytes,
+sub-messages). Every field function returns the encoded bytes of one field, key included, so a
+message is the concatenation of its fields in the order they are written. `optional` and
+`optional_string` leave a proto3 field out at its zero value; the others always write it.
+
+Reading: `fields` walks one message's fields by offset (no copies), checking every tag and length.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 VARINT = 0
+I64 = 1
 LENGTH_DELIMITED = 2
+I32 = 5
 
 _UINT32_MAX = 2**32 - 1
 _UINT64_MAX = 2**64 - 1
@@ -72,3 +79,73 @@ def length_delimited(field: int, body: bytes) -> bytes:
 def string(field: int, text: str) -> bytes:
     """A string field, UTF-8 encoded."""
     return length_delimited(field, text.encode("utf-8"))
+
+
+def optional(field: int, body: bytes) -> bytes:
+    """A proto3 bytes or string field outside a oneof: the empty value is not written."""
+    return length_delimited(field, body) if body else b""
+
+
+def optional_string(field: int, text: str) -> bytes:
+    """A proto3 string field outside a oneof: the empty string is not written."""
+    return length_delimited(field, text.encode("utf-8")) if text else b""
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+class WireFormatError(ValueError):
+    """Bytes that are not a well-formed protobuf message; the text says what and where."""
+
+
+def read_varint(data: bytes | memoryview, position: int, end: int, what: str = "message") -> tuple[int, int]:
+    """The varint at `position` (before `end`) and the position after it."""
+    if position < end:
+        byte = data[position]
+        if byte < 0x80:
+            return byte, position + 1  # most tags and lengths: one byte
+    result = shift = 0
+    while True:
+        if position >= end:
+            raise WireFormatError(f"{what}: truncated varint")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+        if shift >= 64:
+            raise WireFormatError(f"{what}: varint longer than 10 bytes")
+
+
+def fields(
+    data: bytes | memoryview, start: int = 0, end: int | None = None, what: str = "message"
+) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, wire type, value or start, end) for each field of the message in
+    data[start:end]: a varint's value (and where it ends), or where a length-delimited or fixed-size
+    field's bytes start and end. Strict: a bad tag, a truncated field or a deprecated group raises
+    WireFormatError naming `what`."""
+    position = start
+    end = len(data) if end is None else end
+    while position < end:
+        tag, position = read_varint(data, position, end, what)
+        number, wire_type = tag >> 3, tag & 7
+        if number == 0:
+            raise WireFormatError(f"{what}: field number 0 at byte {position - start}")
+        if wire_type == LENGTH_DELIMITED:
+            length, position = read_varint(data, position, end, what)
+            if position + length > end:
+                raise WireFormatError(f"{what}: field {number} runs past the end of the message")
+            yield number, wire_type, position, position + length
+            position += length
+        elif wire_type == VARINT:
+            value, position = read_varint(data, position, end, what)
+            yield number, wire_type, value, position
+        elif wire_type in (I64, I32):
+            size = 8 if wire_type == I64 else 4
+            if position + size > end:
+                raise WireFormatError(f"{what}: field {number} is truncated")
+            yield number, wire_type, position, position + size
+            position += size
+        else:  # groups are long deprecated and never used by xDS; 6 and 7 do not exist
+            raise WireFormatError(f"{what}: field {number} has unsupported wire type {wire_type}")

@@ -74,54 +74,7 @@ class DeltaRequest:
 
 # -- reading ----------------------------------------------------------------------------------------
 
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
-
-
-def _fields(data: bytes | memoryview, what: str) -> Iterable[tuple[int, int, int, int]]:
-    """(field number, wire type, value or start, end) for each field of one message; strict."""
-    position, end = 0, len(data)
-    while position < end:
-        tag, position = _varint(data, position, what)
-        number, wire_type = tag >> 3, tag & 7
-        if number == 0:
-            raise MalformedRequest(f"{what}: field number 0 at byte {position}")
-        if wire_type == _VARINT:
-            value, position = _varint(data, position, what)
-            yield number, wire_type, value, position
-        elif wire_type == _LEN:
-            length, position = _varint(data, position, what)
-            if position + length > end:
-                raise MalformedRequest(f"{what}: field {number} runs past the end of the message")
-            yield number, wire_type, position, position + length
-            position += length
-        elif wire_type == _I64:
-            position += 8
-            if position > end:
-                raise MalformedRequest(f"{what}: field {number} is truncated")
-            yield number, wire_type, position - 8, position
-        elif wire_type == _I32:
-            position += 4
-            if position > end:
-                raise MalformedRequest(f"{what}: field {number} is truncated")
-            yield number, wire_type, position - 4, position
-        else:  # groups are long deprecated and never used by xDS; 6 and 7 do not exist
-            raise MalformedRequest(f"{what}: field {number} has unsupported wire type {wire_type}")
-
-
-def _varint(data: bytes | memoryview, position: int, what: str) -> tuple[int, int]:
-    result = shift = 0
-    end = len(data)
-    while True:
-        if position >= end:
-            raise MalformedRequest(f"{what}: truncated varint")
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-        if shift >= 64:
-            raise MalformedRequest(f"{what}: varint longer than 10 bytes")
+_VARINT, _LEN = wire.VARINT, wire.LENGTH_DELIMITED
 
 
 def _text(data: bytes, start: int, end: int, what: str) -> str:
@@ -136,24 +89,24 @@ def _expect(wire_type: int, expected: int, number: int, what: str) -> None:
         raise MalformedRequest(f"{what}: field {number} has wire type {wire_type}, expected {expected}")
 
 
-def _error_detail(data: bytes) -> ErrorDetail:
+def _error_detail(data: bytes, start: int, end: int) -> ErrorDetail:
     code, message = 0, ""
-    for number, wire_type, start, end in _fields(data, "error_detail"):
+    for number, wire_type, first, last in wire.fields(data, start, end, "error_detail"):
         if number == 1:
             _expect(wire_type, _VARINT, number, "error_detail")
-            code = start if start < 1 << 31 else start - (1 << 64)  # int32, negative as 10-byte varint
+            code = first if first < 1 << 31 else first - (1 << 64)  # int32, negative as 10-byte varint
         elif number == 2:
             _expect(wire_type, _LEN, number, "error_detail")
-            message = _text(data, start, end, "error_detail.message")
+            message = _text(data, first, last, "error_detail.message")
     return ErrorDetail(code, message)
 
 
-def _node(data: bytes) -> NodeInfo:
+def _node(data: bytes, start: int, end: int) -> NodeInfo:
     node_id = cluster = agent = version = ""
-    for number, wire_type, start, end in _fields(data, "node"):
+    for number, wire_type, first, last in wire.fields(data, start, end, "node"):
         if number in (1, 2, 6, 7):
             _expect(wire_type, _LEN, number, "node")
-            text = _text(data, start, end, "node")
+            text = _text(data, first, last, "node")
             if number == 1:
                 node_id = text
             elif number == 2:
@@ -164,15 +117,15 @@ def _node(data: bytes) -> NodeInfo:
                 version = text
         elif number == 8:  # user_agent_build_version: BuildVersion { version: SemanticVersion }
             _expect(wire_type, _LEN, number, "node")
-            version = _semantic_version(data[start:end]) or version
+            version = _semantic_version(data, first, last) or version
     return NodeInfo(node_id, cluster, agent, version)
 
 
-def _semantic_version(data: bytes) -> str:
-    for number, wire_type, start, end in _fields(data, "node.user_agent_build_version"):
+def _semantic_version(data: bytes, start: int, end: int) -> str:
+    for number, wire_type, first, last in wire.fields(data, start, end, "node.user_agent_build_version"):
         if number == 1 and wire_type == _LEN:
             parts = [0, 0, 0]
-            for part, part_type, value, _ in _fields(data[start:end], "semantic version"):
+            for part, part_type, value, _ in wire.fields(data, first, last, "semantic version"):
                 if 1 <= part <= 3 and part_type == _VARINT:
                     parts[part - 1] = value
             return ".".join(str(part) for part in parts)
@@ -203,34 +156,37 @@ _DELTA_FIELDS = {
 
 def _read(data: bytes, what: str, spec: Mapping[int, tuple[str, str]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for number, wire_type, start, end in _fields(data, what):
-        field_spec = spec.get(number)
-        if field_spec is None:
-            continue
-        name, kind = field_spec
-        _expect(wire_type, _LEN, number, what)
-        if kind == _TEXT:
-            found[name] = _text(data, start, end, what)
-        elif kind == _TEXTS:
-            found.setdefault(name, []).append(_text(data, start, end, what))
-        elif kind == _NODE:
-            found[name] = _node(data[start:end])
-        elif kind == _ERROR:
-            found[name] = _error_detail(data[start:end])
-        else:
-            key, value = _map_entry(data[start:end])
-            found.setdefault(name, {})[key] = value
+    try:
+        for number, wire_type, start, end in wire.fields(data, what=what):
+            field_spec = spec.get(number)
+            if field_spec is None:
+                continue
+            name, kind = field_spec
+            _expect(wire_type, _LEN, number, what)
+            if kind == _TEXT:
+                found[name] = _text(data, start, end, what)
+            elif kind == _TEXTS:
+                found.setdefault(name, []).append(_text(data, start, end, what))
+            elif kind == _NODE:
+                found[name] = _node(data, start, end)
+            elif kind == _ERROR:
+                found[name] = _error_detail(data, start, end)
+            else:
+                key, value = _map_entry(data, start, end)
+                found.setdefault(name, {})[key] = value
+    except wire.WireFormatError as err:
+        raise MalformedRequest(str(err)) from None
     if not found.get("type_url"):
         raise MalformedRequest(f"{what}: type_url is required on an aggregated (ADS) stream")
     return found
 
 
-def _map_entry(data: bytes) -> tuple[str, str]:
+def _map_entry(data: bytes, start: int, end: int) -> tuple[str, str]:
     key = value = ""
-    for number, wire_type, start, end in _fields(data, "initial_resource_versions"):
+    for number, wire_type, first, last in wire.fields(data, start, end, "initial_resource_versions"):
         if number in (1, 2):
             _expect(wire_type, _LEN, number, "initial_resource_versions")
-            text = _text(data, start, end, "initial_resource_versions")
+            text = _text(data, first, last, "initial_resource_versions")
             if number == 1:
                 key = text
             else:
@@ -321,19 +277,14 @@ class RequestParser:
 # -- writing ----------------------------------------------------------------------------------------
 
 
-def text_field(number: int, value: str) -> bytes:
-    """A string field, left out when empty (as protobuf's default)."""
-    return wire.string(number, value) if value else b""
-
-
 def any_message(type_url: str, payload: bytes) -> bytes:
     """A google.protobuf.Any holding `payload` (already a serialized message of `type_url`)."""
-    return text_field(1, type_url) + (wire.length_delimited(2, payload) if payload else b"")
+    return wire.optional_string(1, type_url) + (wire.length_delimited(2, payload) if payload else b"")
 
 
 def control_plane(identifier: str) -> bytes:
     """A ControlPlane message, as DiscoveryResponse field 6 / DeltaDiscoveryResponse field 7 hold."""
-    return text_field(1, identifier)
+    return wire.optional_string(1, identifier)
 
 
 def sotw_response(
@@ -342,10 +293,10 @@ def sotw_response(
     """A DiscoveryResponse. Each entry is a resource already encoded as field 2 (`sotw_entry`)."""
     return b"".join(
         (
-            text_field(1, version),
+            wire.optional_string(1, version),
             *resource_entries,
-            text_field(4, type_url),
-            text_field(5, nonce),
+            wire.optional_string(4, type_url),
+            wire.optional_string(5, nonce),
             wire.length_delimited(6, control_plane_bytes) if control_plane_bytes else b"",
         )
     )
@@ -362,10 +313,10 @@ def delta_response(
     """A DeltaDiscoveryResponse. Each entry is a Resource already encoded as field 2 (`delta_entry`)."""
     return b"".join(
         (
-            text_field(1, system_version),
+            wire.optional_string(1, system_version),
             *resource_entries,
-            text_field(4, type_url),
-            text_field(5, nonce),
+            wire.optional_string(4, type_url),
+            wire.optional_string(5, nonce),
             *(wire.length_delimited(6, name.encode()) for name in removed),
             wire.length_delimited(7, control_plane_bytes) if control_plane_bytes else b"",
         )
@@ -380,8 +331,8 @@ def sotw_entry(type_url: str, payload: bytes) -> bytes:
 def delta_entry(type_url: str, name: str, version: str, payload: bytes) -> bytes:
     """One resource as DeltaDiscoveryResponse.resources (field 2): a Resource{version, resource, name}."""
     resource = (
-        text_field(1, version)
+        wire.optional_string(1, version)
         + wire.length_delimited(2, any_message(type_url, payload))
-        + text_field(3, name)
+        + wire.optional_string(3, name)
     )
     return wire.length_delimited(2, resource)
