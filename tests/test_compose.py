@@ -28,7 +28,6 @@ from tests.support.deployment import (
 from xds.access import access_policy, admit, identity_of
 from xds.config import Config, load_config, parse_listen
 from xds.demo.certs import main as certs_job
-from xds.plan import broker_port
 
 CERTIFICATE_KEYS = {"tls.crt", "tls.key", "ca.crt"}  # what a cert-manager Certificate's Secret holds
 COMBINED_PEM = "tls-combined.pem"  # with additionalOutputFormats CombinedPEM: key and chain, one file
@@ -179,7 +178,7 @@ def test_brokers_advertise_what_the_plan_says(compose):
         broker_id = int(properties["broker.id"])
         advertised = dict(item.split("://") for item in properties["advertised.listeners"].split(","))
         listeners = dict(item.split("://") for item in properties["listeners"].split(","))
-        planned = f"{cluster.loopback_ip}:{broker_port(cluster, broker_id)}"
+        planned = f"{cluster.loopback_ip}:{cluster.broker_port(broker_id)}"
         assert advertised[cluster.client_listener or ""] == planned, name
         assert advertised[cluster.upstream_listener].split(":")[0] == name  # the host kafka-xds resolves
         assert listeners[cluster.client_listener or ""].endswith(f":{cluster.upstream_port}")  # MESH's port
@@ -197,7 +196,7 @@ def test_sidecar_and_client_use_the_planned_addresses_and_the_real_ports(compose
     assert services["kafka-xds"]["ports"] == [f"127.0.0.1:{debug_port}:{debug_port}"]
     assert services["envoy"]["network_mode"] == services["client"]["network_mode"] == "service:app"
     cluster = config.kafka_clusters[0]
-    assert f"-b {cluster.loopback_ip}:{broker_port(cluster, 1)}" in services["client"]["command"][0]
+    assert f"-b {cluster.loopback_ip}:{cluster.broker_port(1)}" in services["client"]["command"][0]
 
 
 def test_the_kraft_profile_runs_a_three_node_kraft_cluster_that_kafka_xds_follows_through_metadata(compose):
@@ -238,12 +237,12 @@ def test_the_kraft_profile_runs_a_three_node_kraft_cluster_that_kafka_xds_follow
         assert properties["listener.security.protocol.map"].count("MESH:SSL") == 1
         assert properties["ssl.client.auth"] == "required"
         # Clients see the plan's loopback addresses: MESH advertises them.
-        assert advertised["MESH"] == f"{cluster.loopback_ip}:{broker_port(cluster, node_id)}"
+        assert advertised["MESH"] == f"{cluster.loopback_ip}:{cluster.broker_port(node_id)}"
     assert len(voters) == 1  # every node names the same quorum
     assert f"--xds kafka-xds-kraft:{parse_listen(config.xds.listen)[1]}" in " ".join(
         services["bootstrap-kraft"]["entrypoint"]
     )
-    assert f"-b {cluster.loopback_ip}:{broker_port(cluster, 1)}" in services["client-kraft"]["command"][0]
+    assert f"-b {cluster.loopback_ip}:{cluster.broker_port(1)}" in services["client-kraft"]["command"][0]
     assert (
         services["envoy-kraft"]["network_mode"]
         == services["client-kraft"]["network_mode"]

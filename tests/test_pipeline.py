@@ -14,7 +14,7 @@ from xds.controller import Controller
 from xds.debug.render import REDACTED, redact, render_snapshot
 from xds.grace import GraceState
 from xds.metrics import Metrics
-from xds.plan import BrokerStatus, PlannedBroker, broker_port, plan_cluster, upstream_names
+from xds.plan import BrokerStatus, PlannedBroker, plan_cluster, upstream_names
 from xds.resolve import HostResolver, Resolution
 from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 from xds.resources import ResourceBuilder, resource_name
@@ -59,10 +59,10 @@ def synced(*brokers: Broker) -> Topology:
 
 def test_broker_port_is_port_base_plus_id_unless_overridden():
     plain = cluster()
-    assert broker_port(plain, 1) == 9091
-    assert broker_port(plain, 0) == 9090
+    assert plain.broker_port(1) == 9091
+    assert plain.broker_port(0) == 9090
     overridden = cluster(broker_ports={1001: 9101}, max_broker_id=10)
-    assert broker_port(overridden, 1001) == 9101
+    assert overridden.broker_port(1001) == 9101
 
 
 def test_broker_id_beyond_the_range_gets_no_port_and_is_skipped_with_reason():

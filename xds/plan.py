@@ -61,11 +61,6 @@ class ClusterPlan:
     skipped: tuple[SkippedRegistration, ...]
 
 
-def broker_port(cluster: KafkaCluster, broker_id: int) -> int | None:
-    """The planned port of a broker, or None when its id has no port in this cluster's plan."""
-    return cluster.broker_port(broker_id)
-
-
 def plan_cluster(
     cluster: KafkaCluster,
     topology: Topology,
@@ -79,7 +74,7 @@ def plan_cluster(
     mismatches: list[PlanMismatch] = []
     skipped = list(topology.skipped)
     for broker in topology.brokers:
-        port = broker_port(cluster, broker.broker_id)
+        port = cluster.broker_port(broker.broker_id)
         if port is None:
             skipped.append(_skip(cluster, broker, cluster.no_port_reason(broker.broker_id)))
             continue
@@ -118,7 +113,7 @@ def plan_cluster(
                 )
     live_ids = {broker.broker_id for broker in planned}
     for gone in grace.departed:
-        port = broker_port(cluster, gone.broker.broker_id)
+        port = cluster.broker_port(gone.broker.broker_id)
         if port is None or gone.broker.broker_id in live_ids:
             continue
         if gone.broker.endpoint(cluster.upstream_listener) is None:

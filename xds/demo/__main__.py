@@ -37,7 +37,6 @@ from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
 from xds.demo.layout import MOVED_BROKER, POD_HOSTS, DemoAddresses
 from xds.demo.processes import EnvoyProcess, envoy_binary, spawn_kafka_xds, terminate, wait_ready
 from xds.demo.zookeeper import ZK_SERVER, KafkaBroker, ZooKeeperServer, cluster_id_znode, write_znode
-from xds.plan import broker_port
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 MESH_PORT = 9094  # every broker's mTLS listener, on its pod IP (as in config/compose)
@@ -70,7 +69,7 @@ class DemoBroker:
         return {
             "MESH": f"{pod_ip}:{MESH_PORT}",  # SSL, client certificate required: the sidecar's upstream
             # What Kafka clients are told (their Metadata): the plan's address, reached via the sidecar.
-            "CLIENT": f"{self.cluster.loopback_ip}:{broker_port(self.cluster, self.broker_id)}",
+            "CLIENT": f"{self.cluster.loopback_ip}:{self.cluster.broker_port(self.broker_id)}",
         }
 
     async def stop(self) -> None:
@@ -162,7 +161,7 @@ class Demo:
         old_ip, new_ip = broker.listener.host, self.addresses.moved_to
         await broker.stop()
         await broker.start(new_ip)
-        planned = f"{broker.cluster.loopback_ip}:{broker_port(broker.cluster, broker.broker_id)}"
+        planned = f"{broker.cluster.loopback_ip}:{broker.cluster.broker_port(broker.broker_id)}"
         return (
             f"\n*** rescheduled: {broker.cluster.name} broker {broker.broker_id}'s pod moved "
             f"{old_ip} -> {new_ip} (new session, new znode).\n"
@@ -194,7 +193,7 @@ class Demo:
     @staticmethod
     def _ports(cluster: KafkaCluster) -> list[int]:
         return [
-            port for broker_id in sorted(POD_HOSTS[cluster.name]) if (port := broker_port(cluster, broker_id))
+            port for broker_id in sorted(POD_HOSTS[cluster.name]) if (port := cluster.broker_port(broker_id))
         ]
 
     def banner(self) -> str:
