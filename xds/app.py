@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from xds.access import access_policy
 from xds.cache import SnapshotCache
-from xds.config import Config, parse_listen
+from xds.config import Config, join_listen, parse_listen
 from xds.controller import Controller
 from xds.debug.server import DebugServer
 from xds.fleet import Fleet, LocalFleet
@@ -48,8 +48,7 @@ def _with_resolved_ports(config: Config) -> Config:
     for key, settings in (("xds", config.xds), ("debug", config.debug)):
         host, _ = parse_listen(settings.listen)
         port = reserve_port(f"{key}.listen", settings.listen)
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        resolved[key] = settings.model_copy(update={"listen": shown})
+        resolved[key] = settings.model_copy(update={"listen": join_listen(host, port)})
     return config.model_copy(update=resolved)
 
 

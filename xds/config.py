@@ -34,6 +34,7 @@ from xds.configfile import (
     Model,
     Port,
     describe_validation_error,
+    join_listen,
     parse_listen,
     read_yaml,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "XdsSettings",
     "XdsTls",
     "ZookeeperSource",
+    "join_listen",
     "load_config",
     "load_static_brokers",
     "parse_config",

@@ -217,6 +217,11 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), port
 
 
+def join_listen(host: str, port: int) -> str:
+    """The inverse of `parse_listen`: `host:port`, or `[v6]:port`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _check_listen(value: str) -> str:
     parse_listen(value)
     return value

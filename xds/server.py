@@ -33,7 +33,7 @@ from grpc import aio
 
 from xds.access import AccessPolicy
 from xds.admission import Admission
-from xds.config import ConfigError, XdsSettings, parse_listen
+from xds.config import ConfigError, XdsSettings, join_listen, parse_listen
 from xds.log import event
 from xds.metrics import StreamMetrics
 from xds.protocol import (
@@ -214,7 +214,7 @@ class AdsServer:
                 )
             ]
         )
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        address = join_listen(host, port)
         try:
             self.port = await self._add_port(server, address)
         except RuntimeError:

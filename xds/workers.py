@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from xds.cache import SnapshotCache
-from xds.config import Config, parse_listen
+from xds.config import Config, join_listen, parse_listen
 from xds.debug.streams import StreamQuery, merge
 from xds.ipc import Spawned, receive, send, spawn
 from xds.log import JsonFormatter, event
@@ -221,8 +221,7 @@ class WorkerFleet:
         # way would be shared silently. Port 0 becomes one port that every worker then shares.
         host, _ = parse_listen(self._settings.listen)
         self.port = reserve_port("xds.listen", self._settings.listen)
-        listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-        self._settings = self._settings.model_copy(update={"listen": listen})
+        self._settings = self._settings.model_copy(update={"listen": join_listen(host, self.port)})
         self._tasks = [
             asyncio.create_task(worker.run(), name=f"worker-{worker.index}") for worker in self._workers
         ]
