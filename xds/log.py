@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -107,6 +108,14 @@ def register_secret(value: str | None) -> None:
     forms = {value, repr(value)[1:-1], repr(value.encode())[2:-1], json.dumps(value)[1:-1]}
     with _secrets_lock:
         _secrets = tuple(sorted(forms.union(_secrets), key=len, reverse=True))
+
+
+def read_secret(path: str) -> str:
+    """A password from a file (without its final line break), registered so no log line shows it.
+    Raises OSError or UnicodeDecodeError as reading the file does."""
+    secret = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    register_secret(secret)
+    return secret
 
 
 # Library packets whose repr carries credentials, by (module, class name): the fields to hide.

@@ -21,7 +21,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka.conn import create_conn
@@ -30,7 +29,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from xds.config import KafkaCluster
 from xds.config import KraftSource as KraftSettings
-from xds.log import Repeats, event, register_secret
+from xds.log import Repeats, event, read_secret
 from xds.sources.base import Publish, gave_up_waiting, kept
 from xds.topology import Broker, HostPort, SourceState, Topology
 
@@ -383,8 +382,7 @@ class KafkaMetadataClient:
             context = make_ssl_context(settings)
         password = None
         if settings.sasl is not None:
-            password = Path(settings.sasl.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-            register_secret(password)  # aiokafka's debug lines, errors: nothing may show it
+            password = read_secret(settings.sasl.password_file)  # aiokafka's debug lines show it otherwise
         return context, password
 
     async def close(self) -> None:
@@ -402,8 +400,7 @@ def make_ssl_context(settings: KraftSettings) -> ssl.SSLContext:
         if tls.cert_file is not None and tls.key_file is not None:
             password = None
             if tls.key_password_file is not None:
-                password = Path(tls.key_password_file).read_text(encoding="utf-8").rstrip("\r\n")
-                register_secret(password)
+                password = read_secret(tls.key_password_file)
             context.load_cert_chain(tls.cert_file, tls.key_file, password)
     return context
 

@@ -19,7 +19,7 @@ from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 
 from xds.config import KafkaCluster
-from xds.log import Repeats, event, register_secret
+from xds.log import Repeats, event, read_secret
 from xds.sources.base import Publish, gave_up_waiting, kept
 from xds.sources.kafka_znode import ZnodeError, parse_broker_id, parse_broker_registration, parse_cluster_id
 from xds.sources.zk_session import SESSIONS, Ensemble, SessionRegistry, SharedSession, Watcher, call_on_loop
@@ -106,9 +106,7 @@ class ZookeeperSource:
                     Path(tls_file).read_bytes()
         if settings.auth is None:
             return None
-        password = Path(settings.auth.password_file).read_text(encoding="utf-8").rstrip("\r\n")
-        register_secret(password)  # kazoo's debug lines, errors: nothing may show it
-        return password
+        return read_secret(settings.auth.password_file)  # kazoo's debug lines show it otherwise
 
     def _watcher(self, loop: asyncio.AbstractEventLoop) -> Watcher:
         """One function for every watch this run sets, so kazoo keeps each path's watch once."""
