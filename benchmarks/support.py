@@ -9,6 +9,8 @@ import time
 
 import aiohttp
 
+from benchmarks.load_report import rank
+
 
 class EnvoyWatch:
     """Polls one Envoy's admin /clusters over a kept-alive connection."""
@@ -46,7 +48,7 @@ class EnvoyWatch:
 
 def summary(label: str, seconds: list[float]) -> str:
     ms = sorted(value * 1000 for value in seconds)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+    p99 = rank(ms, 0.99)
     return (
         f"{label:<34} n={len(ms):<3} p50 {statistics.median(ms):6.1f} ms   p99 {p99:6.1f} ms   "
         f"min {ms[0]:6.1f}   max {ms[-1]:6.1f}"
