@@ -9,6 +9,8 @@ in and out (no aiohttp here), so a worker can answer over its pipe.
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -37,49 +39,56 @@ class StreamQuery:
     limit: int = 100
     identity: str | None = None  # verified identity, exact or with `*` as in the access policy
 
-    def matches(self, row: dict[str, Any]) -> bool:
+    def matches(self, stream: StreamInfo, sync: str) -> bool:
         return (
-            (self.state is None or row["sync"] == self.state)
-            and (self.node is None or row["node_id"] == self.node)
-            and (self.stream is None or row["stream_id"] == self.stream)
+            (self.state is None or sync == self.state)
+            and (self.node is None or stream.node_id == self.node)
+            and (self.stream is None or stream.stream_id == self.stream)
             and (
                 self.identity is None
-                or (row["identity"] is not None and _matches(self.identity, row["identity"]))
+                or (stream.identity is not None and _matches(self.identity, stream.identity))
             )
         )
 
 
 def _matches(pattern: str, identity: str) -> bool:
-    return pattern == identity or (
-        "*" in pattern and identity_pattern(pattern).fullmatch(identity) is not None
-    )
+    return pattern == identity or ("*" in pattern and _pattern(pattern).fullmatch(identity) is not None)
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(text: str) -> re.Pattern[str]:
+    return identity_pattern(text)  # compiled once per query text, not once per stream
 
 
 def report(
     streams: Iterable[StreamInfo], views: Views | None, query: StreamQuery, now: float | None = None
 ) -> dict[str, Any]:
-    """Counts over every stream, and the rows of the page `query` asks for (problems first)."""
+    """Counts over every stream, and the rows of the page `query` asks for (problems first).
+
+    This runs on a serving event loop, over every stream it serves: per stream only the counts and
+    the sort key are computed; whole rows only for the page."""
     now = time.monotonic() if now is None else now
     by_state: Counter[str] = Counter()
     by_version: dict[str, Counter[str]] = {short: Counter() for short in SHORT_TYPE_NAMES.values()}
-    matched: list[tuple[tuple[int, float, str], dict[str, Any]]] = []
+    matched: list[tuple[tuple[int, float, str], StreamInfo, str, float | None]] = []
     total = 0
     for stream in streams:
         total += 1
-        row = _row(stream, views, now)
-        by_state[row["sync"]] += 1
-        for type_name, state in row["types"].items():
-            by_version[type_name][state["acked_version"] or "-"] += 1
-        if query.matches(row):
-            matched.append((_sort_key(row), row))
-    matched.sort(key=lambda pair: pair[0])
+        sync, pending = _sync(stream, views, now)
+        by_state[sync] += 1
+        for type_url, state in stream.protocol.types.items():
+            if state.requested:
+                by_version[SHORT_TYPE_NAMES[type_url]][state.acked_version or "-"] += 1
+        if query.matches(stream, sync):
+            matched.append((_order(sync, pending, stream.stream_id), stream, sync, pending))
+    matched.sort(key=lambda entry: entry[0])
     window = matched[: query.offset + query.limit]
     return {
         "total": total,
         "by_state": {state: by_state.get(state, 0) for state in STATES},
         "by_version": {name: dict(counts) for name, counts in by_version.items() if counts},
         "matched": len(matched),
-        "rows": [row for _, row in window],
+        "rows": [_row(stream, sync, pending) for _, stream, sync, pending in window],
     }
 
 
@@ -111,18 +120,28 @@ def merge(reports: Sequence[dict[str, Any]], query: StreamQuery) -> dict[str, An
     }
 
 
-def _sort_key(row: dict[str, Any]) -> tuple[int, float, str]:
+def _order(sync: str, pending: float | None, stream_id: str) -> tuple[int, float, str]:
     # Problems first; within a state the longest-waiting first, then by stream id for stable pages.
-    return (_RANK[row["sync"]], -(row["pending_seconds"] or 0.0), row["stream_id"])
+    return (_RANK[sync], -(pending or 0.0), stream_id)
 
 
-def _row(stream: StreamInfo, views: Views | None, now: float) -> dict[str, Any]:
-    protocol: StreamProtocol = stream.protocol
-    node = protocol.node
-    sync = protocol.sync_state(views).value
+def _sort_key(row: dict[str, Any]) -> tuple[int, float, str]:
+    return _order(row["sync"], row["pending_seconds"], row["stream_id"])
+
+
+def _sync(stream: StreamInfo, views: Views | None, now: float) -> tuple[str, float | None]:
+    """The stream's state as the report shows it (lagging: pending too long), and for how long it
+    has waited for an answer."""
+    sync = stream.protocol.sync_state(views).value
     pending = round(now - stream.pending_since, 1) if stream.pending_since is not None else None
     if sync == SyncState.PENDING.value and pending is not None and pending > LAGGING_SECONDS:
         sync = "lagging"
+    return sync, pending
+
+
+def _row(stream: StreamInfo, sync: str, pending: float | None) -> dict[str, Any]:
+    protocol: StreamProtocol = stream.protocol
+    node = protocol.node
     types = {}
     for type_url, state in protocol.types.items():
         if not state.requested:
