@@ -35,7 +35,6 @@ from envoy_data_plane.envoy.config.core.v3 import (
     ApiConfigSourceApiType,
     ApiVersion,
     ConfigSource,
-    DataSource,
     GrpcService,
     GrpcServiceEnvoyGrpc,
     Http2ProtocolOptions,
@@ -60,7 +59,6 @@ from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     Secret,
     SubjectAltNameMatcher,
     SubjectAltNameMatcherSanType,
-    TlsCertificate,
     UpstreamTlsContext,
 )
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
@@ -72,7 +70,9 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from xds.config import parse_listen
 from xds.configfile import is_host
+from xds.resources import CertificateInputs, TrustedCaInputs, watched_directory
 from xds.topology import HostPort, is_ip
+from xds.typed import typed_certificate, typed_trusted_ca
 
 XDS_CLUSTER = "kafka_xds"
 CLIENT_CERTIFICATE_SECRET = "kafka_xds_client_certificate"
@@ -232,21 +232,11 @@ def secret_path(output: Path, secret: str) -> Path:
 def secret_files(tls: XdsClientTls, output: Path) -> list[tuple[Path, str]]:
     """The two SDS files: each one Secret naming the sidecar's files and the directory to watch."""
     _check_tls(tls)
-    certificate = Secret(
-        name=CLIENT_CERTIFICATE_SECRET,
-        tls_certificate=TlsCertificate(
-            certificate_chain=DataSource(filename=tls.cert_file),
-            private_key=DataSource(filename=tls.key_file),
-            watched_directory=WatchedDirectory(path=posixpath.dirname(tls.cert_file)),
-        ),
+    # The same Secrets kafka-xds serves its clusters over ADS, here read from files by the sidecar.
+    certificate = typed_certificate(
+        CertificateInputs("", CLIENT_CERTIFICATE_SECRET, tls.cert_file, tls.key_file)
     )
-    trusted = Secret(
-        name=TRUSTED_CA_SECRET,
-        validation_context=CertificateValidationContext(
-            trusted_ca=DataSource(filename=tls.ca_file),
-            watched_directory=WatchedDirectory(path=posixpath.dirname(tls.ca_file)),
-        ),
-    )
+    trusted = typed_trusted_ca(TrustedCaInputs("", TRUSTED_CA_SECRET, tls.ca_file))
     return [(secret_path(output, secret.name), _secret_yaml(secret)) for secret in (certificate, trusted)]
 
 
@@ -309,7 +299,7 @@ def _sds(secret: str, watched_file: str, output: Path) -> SdsSecretConfig:
         sds_config=ConfigSource(
             path_config_source=PathConfigSource(
                 path=str(secret_path(output, secret)),
-                watched_directory=WatchedDirectory(path=posixpath.dirname(watched_file)),
+                watched_directory=WatchedDirectory(path=watched_directory(watched_file)),
             ),
             resource_api_version=ApiVersion.V3,
         ),
