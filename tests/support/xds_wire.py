@@ -9,8 +9,7 @@ import betterproto2
 from envoy_data_plane.envoy.config.cluster.v3 import Cluster
 from envoy_data_plane.envoy.config.core.v3 import Node
 from envoy_data_plane.envoy.config.endpoint.v3 import ClusterLoadAssignment
-from envoy_data_plane.envoy.config.listener.v3 import Listener
-from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import Secret, UpstreamTlsContext
+from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import UpstreamTlsContext
 from envoy_data_plane.envoy.service.discovery.v3 import (
     DeltaDiscoveryRequest,
     DeltaDiscoveryResponse,
@@ -21,14 +20,7 @@ from envoy_data_plane.google.rpc import Status
 
 from xds.protocol import DeltaRequest, SotwRequest
 from xds.protocol.messages import parse_delta, parse_sotw
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
-
-MESSAGE_TYPES: dict[str, type[betterproto2.Message]] = {
-    SECRET_TYPE: Secret,
-    CLUSTER_TYPE: Cluster,
-    ENDPOINT_TYPE: ClusterLoadAssignment,
-    LISTENER_TYPE: Listener,
-}
+from xds.typed import decode
 
 
 @dataclass
@@ -75,7 +67,7 @@ def decode_sotw(data: bytes) -> Decoded:
     decoded = Decoded(response.type_url, response.version_info, response.nonce, raw=data)
     for packed in response.resources:
         assert packed.type_url == response.type_url
-        message = MESSAGE_TYPES[packed.type_url].parse(packed.value)
+        message = decode(packed.type_url, packed.value)
         name = resource_name(message)
         assert name not in decoded.resources, f"{name} twice in one response"
         decoded.resources[name] = message
@@ -87,7 +79,7 @@ def decode_delta(data: bytes) -> Decoded:
     decoded = Decoded(response.type_url, response.system_version_info, response.nonce, raw=data)
     for resource in response.resources:
         assert resource.resource is not None and resource.resource.type_url == response.type_url
-        message = MESSAGE_TYPES[response.type_url].parse(resource.resource.value)
+        message = decode(response.type_url, resource.resource.value)
         assert resource_name(message) == resource.name
         assert resource.name not in decoded.resources, f"{resource.name} twice in one response"
         decoded.resources[resource.name] = message
