@@ -10,6 +10,8 @@ import time
 from html import escape
 from typing import Any
 
+from xds.debug.streams import LAGGING_SECONDS
+
 _STYLE = """
 body{font:15px/1.4 system-ui,sans-serif;margin:0;padding:12px;color:#1d2330;background:#f6f7f9}
 h1{font-size:20px;margin:0 0 8px}h2{font-size:17px;margin:20px 0 8px}
@@ -114,7 +116,7 @@ def _broker_row(broker: dict[str, Any], status: str) -> str:
 
 _GROUPS = {
     "nacked": ("rejecting config (NACK)", "bad"),
-    "lagging": ("lagging (a response unanswered for over 10 s)", "bad"),
+    "lagging": (f"lagging (a response unanswered for over {LAGGING_SECONDS:g} s)", "bad"),
     "pending": ("catching up", "warn"),
     "idle": ("connected, nothing requested", "warn"),
     "in_sync": ("in sync", "ok"),
