@@ -44,7 +44,7 @@ async def receive(reader: asyncio.StreamReader) -> Any:
 # burst. A fixed threshold keeps large buffers in their own mappings, returned when freed.
 # (glibc reads it from the environment at start; other allocators ignore it; an operator's own
 # setting wins.)
-_WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024), **os.environ}
+_WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def spawn() -> Spawned:
         process = subprocess.Popen(
             [sys.executable, "-m", "xds.worker", str(child.fileno())],
             pass_fds=(child.fileno(),),
-            env=_WORKER_ENVIRONMENT,
+            env={**_WORKER_MALLOC, **os.environ},  # the environment as it is now
         )
     except BaseException:
         parent.close()
