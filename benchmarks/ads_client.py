@@ -25,7 +25,7 @@ from benchmarks.ads_wire import (
     delta_request,
     node,
 )
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
 
 _SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 METHODS = {"sotw": _SERVICE + "StreamAggregatedResources", "delta": _SERVICE + "DeltaAggregatedResources"}

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from xds import wire
-from xds.resource_types import ENDPOINT_TYPE
+from xds.shared import wire
+from xds.shared.resource_types import ENDPOINT_TYPE
 
 _CACHE_SIZE = 64  # decoded resource sets kept per load process: a few versions of each type
 _ENDPOINT_PATH = (2, 2, 1, 1, 1)  # endpoints, lb_endpoints, endpoint, address, socket_address

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from tests.protocol_world import DeltaSidecar, SotwSidecar, World, delta_stream, responses, sotw_stream
 from tests.support.xds_wire import Decoded, sotw_request
-from xds.protocol import Views
-from xds.resource_types import ENDPOINT_TYPE
+from xds.serving.protocol import Views
+from xds.shared.resource_types import ENDPOINT_TYPE
 
 Brokers = dict[str, dict[int, str | None]]
 

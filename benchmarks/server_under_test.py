@@ -19,7 +19,7 @@ from grpc import aio
 
 from benchmarks.ads_client import CHANNEL_OPTIONS, METHODS
 from benchmarks.ads_wire import SotwRequests, node
-from xds.resource_types import CLUSTER_TYPE
+from xds.shared.resource_types import CLUSTER_TYPE
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryResponse
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
-from xds.config import Config, UpstreamTls, parse_config
-from xds.grace import GraceState
-from xds.plan import PlannedBroker, plan_cluster
-from xds.resource_types import SHORT_TYPE_NAMES, TYPE_ORDER
-from xds.resources import ENCODERS, Encoders, ResourceBuilder
-from xds.snapshot import Snapshot
-from xds.topology import Broker, HostPort, SourceState, Topology
-from xds.typed import TYPED_ENCODERS
+from xds.config.model import Config, UpstreamTls, parse_config
+from xds.pipeline.grace import GraceState
+from xds.pipeline.plan import PlannedBroker, plan_cluster
+from xds.pipeline.resources import ENCODERS, Encoders, ResourceBuilder
+from xds.pipeline.snapshot import Snapshot
+from xds.pipeline.topology import Broker, HostPort, SourceState, Topology
+from xds.pipeline.typed import TYPED_ENCODERS
+from xds.shared.resource_types import SHORT_TYPE_NAMES, TYPE_ORDER
 
 T = TypeVar("T")
 

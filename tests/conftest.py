@@ -14,7 +14,7 @@ from tests.support.envoy import Envoy
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
 from xds.bootstrap import XdsClientTls
-from xds.config import parse_listen
+from xds.config.model import parse_listen
 from xds.demo.brokers import Certs, TlsUpstream, make_certs
 
 pytest_plugins = [

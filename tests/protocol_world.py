@@ -16,9 +16,12 @@ from tests.support.xds_wire import (
     secrets_used,
     sotw_request,
 )
-from xds.config import SidecarSettings, UpstreamTls
-from xds.plan import BrokerStatus, PlannedBroker
-from xds.protocol import (
+from xds.config.model import SidecarSettings, UpstreamTls
+from xds.pipeline.plan import BrokerStatus, PlannedBroker
+from xds.pipeline.resources import ResourceBuilder
+from xds.pipeline.snapshot import Snapshot
+from xds.pipeline.topology import HostPort
+from xds.serving.protocol import (
     Delta,
     DeltaRequest,
     Nonces,
@@ -30,10 +33,7 @@ from xds.protocol import (
     StreamProtocol,
     Views,
 )
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
-from xds.resources import ResourceBuilder
-from xds.snapshot import Snapshot
-from xds.topology import HostPort
+from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 CDS, EDS, LDS, SDS = CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 NOW = 1_700_000_000.0

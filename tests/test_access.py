@@ -7,8 +7,8 @@ import pytest
 
 from tests.protocol_world import CDS, NOW, World, sotw_stream
 from tests.support.xds_wire import sotw_request as request
-from xds.access import AccessPolicy, Refusal, admit, identity_of
-from xds.protocol import Sent
+from xds.serving.access import AccessPolicy, Refusal, admit, identity_of
+from xds.serving.protocol import Sent
 
 PAYMENTS = "spiffe://prod/ns/payments/*"
 ANALYTICS = "spiffe://prod/ns/analytics/*"

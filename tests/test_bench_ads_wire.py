@@ -12,11 +12,11 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
 from envoy_data_plane.google.protobuf import Any
 
 from benchmarks.ads_wire import ResponseReader, SotwRequests, delta_request, node
-from xds.config import SidecarSettings, UpstreamTls
-from xds.plan import PlannedBroker
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
-from xds.resources import BuiltResource, ResourceBuilder
-from xds.topology import HostPort
+from xds.config.model import SidecarSettings, UpstreamTls
+from xds.pipeline.plan import PlannedBroker
+from xds.pipeline.resources import BuiltResource, ResourceBuilder
+from xds.pipeline.topology import HostPort
+from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
 
 
 def _any(resource: BuiltResource) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from xds.config import ConfigError, load_config, parse_config
+from xds.config.model import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -481,7 +481,7 @@ def test_static_broker_above_max_broker_id_with_its_own_port_is_accepted():
 
 
 def test_workers_default_to_the_cpu_quota_of_a_container_not_the_nodes_cores(tmp_path):
-    from xds.config import available_cores
+    from xds.config.model import available_cores
 
     (tmp_path / "cpu.max").write_text("150000 100000\n")  # a Kubernetes CPU limit of 1.5
     assert available_cores(tmp_path) == min(2, len(os.sched_getaffinity(0)))

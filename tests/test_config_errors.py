@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from tests.test_config import VALID, refused
-from xds.configfile import describe_validation_error
+from xds.config.fields import describe_validation_error
 
 
 def _cluster(**changes: Any) -> dict[str, Any]:

@@ -9,9 +9,9 @@ import pytest
 
 from tests.test_cli import run, write_config
 from tests.test_config import VALID, refused
-from xds.access import access_policy
-from xds.config import load_config, parse_config
+from xds.config.model import load_config, parse_config
 from xds.demo.brokers import Certs, make_certs
+from xds.serving.access import access_policy
 
 TLS = {"cert_file": "/etc/xds/tls.crt", "key_file": "/etc/xds/tls.key", "client_ca_file": "/etc/xds/ca.crt"}
 RULES = [{"identity": "spiffe://prod/ns/payments/*", "kafka_clusters": ["kafka-a"]}]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.test_pipeline import broker, controller_config, synced
-from xds.cache import SnapshotCache
-from xds.controller import Controller
+from xds.pipeline.controller import Controller
+from xds.pipeline.publisher import SnapshotCache
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import write_static_brokers
 from tests.support.wait import eventually
 from xds.app import Application
-from xds.config import parse_config
+from xds.config.model import parse_config
 
 
 def _config(brokers_file: Path) -> dict[str, Any]:

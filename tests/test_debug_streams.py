@@ -9,8 +9,8 @@ from envoy_data_plane.envoy.config.core.v3 import Node
 from tests.protocol_world import CDS, NOW, World, ack, nack, only, sotw_stream
 from tests.support.xds_wire import sotw_request
 from xds.debug.streams import LAGGING_SECONDS, StreamQuery, merge, report
-from xds.protocol import StreamProtocol, Views
-from xds.server import StreamInfo
+from xds.serving.protocol import StreamProtocol, Views
+from xds.serving.transport import StreamInfo
 
 
 def _stream(index: int, protocol: StreamProtocol, pending_since: float | None = None) -> StreamInfo:

@@ -7,8 +7,13 @@ import json
 import pytest
 
 from tests.support.zookeeper import broker_znode
-from xds.sources.kafka_znode import ZnodeError, parse_broker_id, parse_broker_registration, parse_cluster_id
-from xds.topology import HostPort
+from xds.pipeline.sources.znode import (
+    ZnodeError,
+    parse_broker_id,
+    parse_broker_registration,
+    parse_cluster_id,
+)
+from xds.pipeline.topology import HostPort
 
 # The reference example: version 5, three listeners, as a Kafka 3.x broker writes it.
 VERSION_5 = (

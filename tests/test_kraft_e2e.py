@@ -20,10 +20,10 @@ import trustme
 from tests.conftest import base_config
 from tests.support.kafka import TANSU_NODE_ID, KafkaRelay
 from tests.support.wait import eventually
-from xds.config import parse_config
+from xds.config.model import parse_config
 from xds.demo.brokers import Certs, exchange
-from xds.sources.kraft import KafkaMetadataClient, KraftSource
-from xds.topology import HostPort, SourceState, Topology
+from xds.pipeline.sources.kraft import KafkaMetadataClient, KraftSource
+from xds.pipeline.topology import HostPort, SourceState, Topology
 
 pytestmark = pytest.mark.kafka
 

@@ -16,9 +16,9 @@ import pytest
 import trustme
 
 from tests.support.wait import eventually
-from xds.config import ConfigError, parse_config
-from xds.config import KraftSource as KraftSettings
-from xds.sources.kraft import (
+from xds.config.model import ConfigError, parse_config
+from xds.config.model import KraftSource as KraftSettings
+from xds.pipeline.sources.kraft import (
     ClusterMetadata,
     KraftSource,
     MetadataBroker,
@@ -27,7 +27,7 @@ from xds.sources.kraft import (
     decode_metadata,
     make_ssl_context,
 )
-from xds.topology import HostPort, SourceState, Topology
+from xds.pipeline.topology import HostPort, SourceState, Topology
 
 BOOT = ["10.0.0.1:9094", "10.0.0.2:9094"]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from xds.log import configure, event
+from xds.shared.log import configure, event
 
 
 @pytest.fixture(autouse=True)

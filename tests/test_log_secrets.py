@@ -23,8 +23,8 @@ from tests.conftest import base_config
 from tests.support.addresses import LoopbackAddresses
 from tests.support.zookeeper import ZooKeeperServer, broker_znode
 from xds.debug.server import read_token
-from xds.log import configure, event, register_secret
-from xds.sources.zk_session import Ensemble
+from xds.pipeline.sources.zk_session import Ensemble
+from xds.shared.log import configure, event, register_secret
 
 ZK_USER = "kafka-xds"
 ZK_PASSWORD = "Zk-digest-pw-7f3a9c"  # distinctive: found nowhere else in a log by chance

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from xds.cache import SnapshotCache
-from xds.config import Config, KafkaCluster, SidecarSettings, UpstreamTls, parse_config
-from xds.controller import Controller
+from xds.config.model import Config, KafkaCluster, SidecarSettings, UpstreamTls, parse_config
 from xds.debug.render import REDACTED, redact, render_snapshot
-from xds.grace import GraceState
-from xds.metrics import Metrics
-from xds.plan import BrokerStatus, PlannedBroker, plan_cluster, upstream_names
-from xds.resolve import HostResolver, Resolution
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
-from xds.resources import ResourceBuilder, resource_name
-from xds.snapshot import InconsistentSnapshot, Snapshot
-from xds.topology import Broker, HostPort, SourceState, Topology
+from xds.pipeline.controller import Controller
+from xds.pipeline.grace import GraceState
+from xds.pipeline.metrics import Metrics
+from xds.pipeline.plan import BrokerStatus, PlannedBroker, plan_cluster, upstream_names
+from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.resolve import HostResolver, Resolution
+from xds.pipeline.resources import ResourceBuilder, resource_name
+from xds.pipeline.snapshot import InconsistentSnapshot, Snapshot
+from xds.pipeline.topology import Broker, HostPort, SourceState, Topology
+from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 TLS = UpstreamTls(ca_file="/etc/ca.pem", cert_file="/etc/client.pem", key_file="/etc/client.key")
 

@@ -28,7 +28,7 @@ from tests.protocol_world import (
     types_of,
 )
 from tests.support.xds_wire import sotw_request as request
-from xds.protocol import Acked, Ignored, Nacked, Sent, SyncState
+from xds.serving.protocol import Acked, Ignored, Nacked, Sent, SyncState
 
 # Basic protocol, node -----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from tests.protocol_world import (
 )
 from tests.support.xds_wire import Decoded
 from tests.support.xds_wire import delta_request as request
-from xds.protocol import Acked, Nacked, Outcome, Sent, SyncState
+from xds.serving.protocol import Acked, Nacked, Outcome, Sent, SyncState
 
 
 def sent(outcomes: Sequence[Outcome]) -> list[Decoded]:

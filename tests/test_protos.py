@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from envoy_data_plane.google.protobuf import Any
 
-from xds.config import SidecarSettings, UpstreamTls
-from xds.plan import PlannedBroker
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
-from xds.resources import ResourceBuilder
-from xds.topology import HostPort
-from xds.typed import MESSAGE_TYPES
+from xds.config.model import SidecarSettings, UpstreamTls
+from xds.pipeline.plan import PlannedBroker
+from xds.pipeline.resources import ResourceBuilder
+from xds.pipeline.topology import HostPort
+from xds.pipeline.typed import MESSAGE_TYPES
+from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 
 @pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE, SECRET_TYPE])

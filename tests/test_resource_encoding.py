@@ -18,11 +18,10 @@ from typing import Any, TypeVar
 import betterproto2
 import pytest
 
-from xds import resources, wire
-from xds.config import SidecarSettings, UpstreamTls
-from xds.plan import PlannedBroker
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
-from xds.resources import (
+from xds.config.model import SidecarSettings, UpstreamTls
+from xds.pipeline import resources
+from xds.pipeline.plan import PlannedBroker
+from xds.pipeline.resources import (
     CertificateInputs,
     ClusterInputs,
     EndpointInputs,
@@ -38,8 +37,8 @@ from xds.resources import (
     resource_name,
     watched_directory,
 )
-from xds.topology import HostPort
-from xds.typed import (
+from xds.pipeline.topology import HostPort
+from xds.pipeline.typed import (
     TYPED_ENCODERS,
     decode,
     typed_certificate,
@@ -48,6 +47,8 @@ from xds.typed import (
     typed_listener,
     typed_trusted_ca,
 )
+from xds.shared import wire
+from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 T = TypeVar("T")
 SEED = 20240611

@@ -20,10 +20,10 @@ from prometheus_client import CollectorRegistry
 
 from tests.protocol_world import World, name
 from tests.support.wait import eventually
-from xds.config import XdsSettings
-from xds.metrics import StreamMetrics
-from xds.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
-from xds.server import SERVICE, AdsServer
+from xds.config.model import XdsSettings
+from xds.pipeline.metrics import StreamMetrics
+from xds.serving.transport import SERVICE, AdsServer
+from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
 
 
 class AdsClient:

@@ -21,13 +21,13 @@ from tests.protocol_world import World
 from tests.support.secret_volume import SecretVolume
 from tests.support.wait import eventually
 from tests.test_server import AdsClient
-from xds.access import AccessPolicy
-from xds.config import XdsSettings, XdsTls
+from xds.config.model import XdsSettings, XdsTls
 from xds.debug.streams import StreamQuery, report
 from xds.demo.brokers import Certs, make_certs
-from xds.metrics import StreamMetrics
-from xds.resource_types import CLUSTER_TYPE
-from xds.server import AdsServer, StartupError
+from xds.pipeline.metrics import StreamMetrics
+from xds.serving.access import AccessPolicy
+from xds.serving.transport import AdsServer, StartupError
+from xds.shared.resource_types import CLUSTER_TYPE
 
 _SERIALS = itertools.count(1)  # certificate file names
 PAYMENTS_APP = "spiffe://prod/ns/payments/sa/app"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_static_brokers
-from xds.config import parse_config
-from xds.sources.static import StaticSource
-from xds.topology import SourceState, Topology
+from xds.config.model import parse_config
+from xds.pipeline.sources.static import StaticSource
+from xds.pipeline.topology import SourceState, Topology
 
 
 def _source(file: Path) -> StaticSource:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xds import wire
+from xds.shared import wire
 
 
 def test_fields_reads_every_wire_type_by_offset():

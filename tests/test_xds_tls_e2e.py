@@ -20,7 +20,7 @@ from tests.support.secret_volume import SecretVolume
 from tests.support.wait import eventually
 from tests.support.xds_process import XdsProcess
 from xds.bootstrap import XdsClientTls
-from xds.config import parse_listen
+from xds.config.model import parse_listen
 from xds.demo.brokers import Certs, exchange, make_certs
 
 pytestmark = pytest.mark.envoy

@@ -20,10 +20,10 @@ from tests.support.zookeeper import (
     expire_session,
     write_znode,
 )
-from xds.config import KafkaCluster, parse_config
-from xds.sources.zk_session import Ensemble, SessionRegistry
-from xds.sources.zookeeper import ZookeeperSource
-from xds.topology import SourceState, Topology
+from xds.config.model import KafkaCluster, parse_config
+from xds.pipeline.sources.zk_session import Ensemble, SessionRegistry
+from xds.pipeline.sources.zookeeper import ZookeeperSource
+from xds.pipeline.topology import SourceState, Topology
 
 pytestmark = pytest.mark.zookeeper
 

@@ -8,18 +8,18 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-from xds.access import access_policy
-from xds.cache import SnapshotCache
-from xds.config import Config, join_listen, parse_listen
-from xds.controller import Controller
+from xds.config.model import Config, join_listen, parse_listen
 from xds.debug.server import DebugServer
-from xds.fleet import Fleet, LocalFleet
-from xds.ipc import Spawned
-from xds.log import event
-from xds.metrics import Metrics
-from xds.server import reserve_port
-from xds.sources.base import Source
-from xds.topology import Topology
+from xds.pipeline.controller import Controller
+from xds.pipeline.metrics import Metrics
+from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.sources.base import Source
+from xds.pipeline.topology import Topology
+from xds.process.fleet import Fleet, LocalFleet
+from xds.process.spawn import Spawned
+from xds.serving.access import access_policy
+from xds.serving.transport import reserve_port
+from xds.shared.log import event
 
 log = logging.getLogger("kafka_xds.app")
 _RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -30,14 +30,14 @@ def make_source(config: Config, cluster_name: str) -> Source:
     # replica's start each, for nothing when no cluster needs them.
     cluster = config.cluster(cluster_name)
     if cluster.static is not None:
-        from xds.sources.static import StaticSource
+        from xds.pipeline.sources.static import StaticSource
 
         return StaticSource(cluster)
     if cluster.zookeeper is not None:
-        from xds.sources.zookeeper import ZookeeperSource
+        from xds.pipeline.sources.zookeeper import ZookeeperSource
 
         return ZookeeperSource(cluster)
-    from xds.sources.kraft import KraftSource
+    from xds.pipeline.sources.kraft import KraftSource
 
     return KraftSource(cluster)
 
@@ -80,7 +80,7 @@ class Application:
             return LocalFleet(
                 self.config.xds, self.cache, self.metrics.stream, access_policy(self.config.access)
             )
-        from xds.workers import WorkerFleet
+        from xds.process.supervisor import WorkerFleet
 
         return WorkerFleet(self.config, self.cache, self.metrics, self._prespawned)
 
@@ -171,7 +171,7 @@ async def serve(
     prespawned: list[Spawned] | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly. Raises StartupError when it cannot start.
-    `prespawned`: worker processes started early (see xds.ipc.prespawn); the fleet takes them."""
+    `prespawned`: worker processes started early (see xds.process.spawn.prespawn); the fleet takes them."""
     app = Application(_with_resolved_ports(config), prespawned=prespawned)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xds import __version__
-from xds.config import Config, ConfigError, KafkaCluster, StaticBroker, load_config, load_static_brokers
-from xds.log import configure
-from xds.plan import ClusterPlan, format_plan_table, plan_rows, rows_for_ids
+from xds.config.model import Config, ConfigError, KafkaCluster, StaticBroker, load_config, load_static_brokers
+from xds.pipeline.plan import ClusterPlan, format_plan_table, plan_rows, rows_for_ids
+from xds.shared.log import configure
 
 if TYPE_CHECKING:
     from xds.bootstrap import XdsClientTls
@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from xds.ipc import prespawn
+    from xds.process.spawn import prespawn
 
     config = load_config(args.config)
     _read_local_files(config)
@@ -150,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = config.xds.worker_count
     prespawned = prespawn(workers) if workers > 1 else []  # their start overlaps the imports below
     from xds.app import serve
-    from xds.server import StartupError
+    from xds.serving.transport import StartupError
 
     try:
         asyncio.run(serve(config, prespawned=prespawned))
@@ -177,7 +177,7 @@ def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
         elif cluster.static is not None and cluster.static.brokers is not None:
             entries[cluster.name] = cluster.static.brokers
     if config.xds.tls is not None:
-        from xds.server_tls import ServerCertificates
+        from xds.serving.tls import ServerCertificates
 
         ServerCertificates(config.xds.tls)
     if config.debug.token_file is not None:
@@ -189,9 +189,9 @@ def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
 
 def _static_plans(config: Config, entries: dict[str, list[StaticBroker]]) -> dict[str, ClusterPlan]:
     """The plan of every static cluster, computed the way the server does (DNS names not resolved)."""
-    from xds.grace import GraceState
-    from xds.plan import plan_cluster
-    from xds.sources.static import brokers_from_static
+    from xds.pipeline.grace import GraceState
+    from xds.pipeline.plan import plan_cluster
+    from xds.pipeline.sources.static import brokers_from_static
 
     plans = {}
     for cluster in config.kafka_clusters:

@@ -18,9 +18,9 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
 )
 from envoy_data_plane.google.rpc import Status
 
-from xds.protocol import DeltaRequest, SotwRequest
-from xds.protocol.messages import parse_delta, parse_sotw
-from xds.typed import decode
+from xds.pipeline.typed import decode
+from xds.serving.protocol import DeltaRequest, SotwRequest
+from xds.serving.protocol.messages import parse_delta, parse_sotw
 
 
 @dataclass

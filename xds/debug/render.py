@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from xds.plan import BrokerStatus, ClusterPlan, PlannedBroker
-from xds.resource_types import SHORT_TYPE_NAMES
-from xds.snapshot import Snapshot
-from xds.topology import Topology
+from xds.pipeline.plan import BrokerStatus, ClusterPlan, PlannedBroker
+from xds.pipeline.snapshot import Snapshot
+from xds.pipeline.topology import Topology
+from xds.shared.resource_types import SHORT_TYPE_NAMES
 
 # Fields of Envoy's TLS messages (Secret, TlsCertificate) that may hold key material inline: a
 # private key, its password, a PKCS#12 bundle, a generic secret, session ticket keys. kafka-xds only

@@ -18,18 +18,18 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from xds.cache import SnapshotCache
-from xds.config import Config, ConfigError, parse_listen
-from xds.controller import Controller
+from xds.config.model import Config, ConfigError, parse_listen
 from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_topology
 from xds.debug.streams import MAX_PAGE, STATES, StreamQuery
-from xds.fleet import Fleet
-from xds.log import event, register_secret
-from xds.metrics import Metrics
-from xds.plan import format_plan_table, plan_rows
-from xds.resource_types import SHORT_TYPE_NAMES, TYPES_BY_SHORT_NAME
-from xds.server import StartupError
+from xds.pipeline.controller import Controller
+from xds.pipeline.metrics import Metrics
+from xds.pipeline.plan import format_plan_table, plan_rows
+from xds.pipeline.publisher import SnapshotCache
+from xds.process.fleet import Fleet
+from xds.serving.transport import StartupError
+from xds.shared.log import event, register_secret
+from xds.shared.resource_types import SHORT_TYPE_NAMES, TYPES_BY_SHORT_NAME
 
 log = logging.getLogger("kafka_xds.debug")
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})

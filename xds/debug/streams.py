@@ -17,12 +17,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from xds.access import identity_pattern
-from xds.protocol import StreamProtocol, SyncState, Views
-from xds.resource_types import SHORT_TYPE_NAMES
+from xds.serving.access import identity_pattern
+from xds.serving.protocol import StreamProtocol, SyncState, Views
+from xds.shared.resource_types import SHORT_TYPE_NAMES
 
 if TYPE_CHECKING:
-    from xds.server import StreamInfo
+    from xds.serving.transport import StreamInfo
 
 LAGGING_SECONDS = 10.0
 MAX_PAGE = 500

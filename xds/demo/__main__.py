@@ -31,7 +31,7 @@ from typing import IO, Any
 import yaml
 
 from xds.bootstrap import XdsClientTls
-from xds.config import KafkaCluster, parse_config, parse_listen
+from xds.config.model import KafkaCluster, parse_config, parse_listen
 from xds.demo import layout
 from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
 from xds.demo.layout import MOVED_BROKER, POD_HOSTS, DemoAddresses

@@ -1,0 +1,203 @@
+"""The address plan: which loopback IP and port every Kafka cluster and broker gets.
+
+A pure function of the config and the topology, so every kafka-xds replica and every broker's
+start-up script compute the same answer. It also checks what brokers advertise to clients against
+the plan: a broker that advertises something else is reachable only around the sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from xds.config.model import KafkaCluster
+from xds.pipeline.grace import GraceState
+from xds.pipeline.resolve import Resolution
+from xds.pipeline.topology import Broker, HostPort, SkippedRegistration, Topology
+
+
+class BrokerStatus(StrEnum):
+    LIVE = "live"
+    IN_GRACE = "in_grace"  # registration gone: no endpoint, listener kept until remove_at
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBroker:
+    cluster: str
+    broker_id: int
+    listen: HostPort  # the loopback address the sidecar listens on for this broker
+    upstream: HostPort | None  # where the sidecar forwards to (an IP); None while in grace
+    rack: str | None
+    status: BrokerStatus = BrokerStatus.LIVE
+    remove_at: float | None = None
+    server_name: str | None = None  # the broker's DNS name when it registered one: the TLS SNI
+
+
+@dataclass(frozen=True, slots=True)
+class PlanMismatch:
+    """A broker advertises a client address that is not its planned loopback address."""
+
+    cluster: str
+    broker_id: int
+    listener: str
+    advertised: HostPort | None
+    planned: HostPort
+
+    def describe(self) -> str:
+        shown = str(self.advertised) if self.advertised else "nothing"
+        return (
+            f"broker {self.broker_id} advertises {shown} on listener {self.listener}, "
+            f"the plan says {self.planned}: its clients bypass the sidecar"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPlan:
+    cluster: str
+    loopback_ip: str
+    brokers: tuple[PlannedBroker, ...]
+    mismatches: tuple[PlanMismatch, ...]
+    skipped: tuple[SkippedRegistration, ...]
+
+
+def plan_cluster(
+    cluster: KafkaCluster,
+    topology: Topology,
+    grace: GraceState,
+    resolved: Mapping[str, Resolution] | None = None,
+) -> ClusterPlan:
+    """Plan one cluster; `resolved` holds the addresses of upstream hosts that are DNS names."""
+    resolved = resolved or {}
+    loopback_ip = str(cluster.loopback_ip)
+    planned: list[PlannedBroker] = []
+    mismatches: list[PlanMismatch] = []
+    skipped = list(topology.skipped)
+    for broker in topology.brokers:
+        port = cluster.broker_port(broker.broker_id)
+        if port is None:
+            skipped.append(_skip(cluster, broker, cluster.no_port_reason(broker.broker_id)))
+            continue
+        upstream = broker.endpoint(cluster.upstream_listener)
+        if upstream is None:
+            names = ", ".join(name for name, _ in broker.listeners) or "none"
+            skipped.append(
+                _skip(cluster, broker, f"no {cluster.upstream_listener!r} listener registered (has: {names})")
+            )
+            continue
+        if cluster.upstream_port is not None:
+            upstream = HostPort(upstream.host, cluster.upstream_port)
+        server_name = None
+        if not upstream.is_ip:  # EDS endpoints must be IP addresses: use the name's resolved address
+            resolution = resolved.get(upstream.host)
+            if resolution is None or resolution.address is None:
+                reason = (
+                    resolution.error
+                    if resolution and resolution.error
+                    else f"{upstream.host} not resolved yet"
+                )
+                skipped.append(_skip(cluster, broker, reason))
+                continue
+            server_name, upstream = upstream.host, HostPort(resolution.address, upstream.port)
+        listen = HostPort(loopback_ip, port)
+        planned.append(
+            PlannedBroker(
+                cluster.name, broker.broker_id, listen, upstream, broker.rack, server_name=server_name
+            )
+        )
+        if cluster.client_listener is not None:
+            advertised = broker.endpoint(cluster.client_listener)
+            if advertised != listen:
+                mismatches.append(
+                    PlanMismatch(cluster.name, broker.broker_id, cluster.client_listener, advertised, listen)
+                )
+    live_ids = {broker.broker_id for broker in planned}
+    for gone in grace.departed:
+        port = cluster.broker_port(gone.broker.broker_id)
+        if port is None or gone.broker.broker_id in live_ids:
+            continue
+        if gone.broker.endpoint(cluster.upstream_listener) is None:
+            continue  # it was never planned, so it has no listener to keep
+        planned.append(
+            PlannedBroker(
+                cluster.name,
+                gone.broker.broker_id,
+                HostPort(loopback_ip, port),
+                None,
+                gone.broker.rack,
+                BrokerStatus.IN_GRACE,
+                gone.remove_at,
+                server_name=_server_name(gone.broker.endpoint(cluster.upstream_listener)),
+            )
+        )
+    planned.sort(key=lambda broker: broker.broker_id)
+    return ClusterPlan(cluster.name, loopback_ip, tuple(planned), tuple(mismatches), tuple(skipped))
+
+
+def _server_name(upstream: HostPort | None) -> str | None:
+    return upstream.host if upstream is not None and not upstream.is_ip else None
+
+
+def upstream_names(cluster: KafkaCluster, topology: Topology) -> set[str]:
+    """The DNS names among the brokers' upstream hosts: what must be resolved before planning."""
+    names = set()
+    for broker in topology.brokers:
+        name = _server_name(broker.endpoint(cluster.upstream_listener))
+        if name is not None:
+            names.add(name)
+    return names
+
+
+def _skip(cluster: KafkaCluster, broker: Broker, reason: str) -> SkippedRegistration:
+    return SkippedRegistration(f"{cluster.name}/broker-{broker.broker_id}", reason, broker.broker_id)
+
+
+PLAN_COLUMNS = ("cluster", "broker_id", "loopback_ip", "port", "upstream", "status")
+
+
+def plan_rows(plans: Iterable[ClusterPlan]) -> list[dict[str, str | int]]:
+    """The plan as rows a broker start-up script can read: which address each broker advertises."""
+    return [
+        {
+            "cluster": broker.cluster,
+            "broker_id": broker.broker_id,
+            "loopback_ip": broker.listen.host,
+            "port": broker.listen.port,
+            "upstream": str(broker.upstream) if broker.upstream else "-",
+            "status": broker.status.value,
+        }
+        for plan in plans
+        for broker in plan.brokers
+    ]
+
+
+def rows_for_ids(
+    cluster: KafkaCluster, broker_ids: Iterable[int], plan: ClusterPlan | None = None
+) -> list[dict[str, str | int]]:
+    """Plan rows for these broker ids, whether or not the brokers exist yet: a broker's address is a
+    function of its id, so a start-up script can ask before its broker registers. Brokers in `plan`
+    show where they run; the others are `planned`. ValueError for an id that has no port."""
+    known = {row["broker_id"]: row for row in plan_rows([plan])} if plan is not None else {}
+    rows: list[dict[str, str | int]] = []
+    for broker_id in broker_ids:
+        port = cluster.broker_port(broker_id)
+        if port is None:
+            raise ValueError(f"{cluster.name}: {cluster.no_port_reason(broker_id)}")
+        rows.append(
+            known.get(broker_id)
+            or {
+                "cluster": cluster.name,
+                "broker_id": broker_id,
+                "loopback_ip": str(cluster.loopback_ip),
+                "port": port,
+                "upstream": "-",
+                "status": "planned",
+            }
+        )
+    return rows
+
+
+def format_plan_table(rows: Iterable[Mapping[str, str | int]]) -> str:
+    lines = ["\t".join(PLAN_COLUMNS)]
+    lines.extend("\t".join(str(row[column]) for column in PLAN_COLUMNS) for row in rows)
+    return "\n".join(lines) + "\n"

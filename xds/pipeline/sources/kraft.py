@@ -1,0 +1,427 @@
+"""The KRaft source: learns a ZooKeeper-less Kafka cluster's brokers from Kafka's own Metadata API.
+
+Every `poll_interval_seconds` one Metadata request (for no topics: the answer stays small however many
+partitions the cluster has) goes over a kept-open connection, through aiokafka's connection class,
+which negotiates the API version and does TLS and SASL. The answer lists the live (unfenced) brokers
+with their endpoints on the listener the request arrived on: the bootstrap listener is therefore the
+upstream listener, and `upstream_port` may replace its port.
+
+Only a real change publishes a new Topology. When a server does not answer, the next is tried: the
+one that answered last, then every bootstrap server, then a few of the brokers learned so far. When
+none answers, the last brokers are kept, marked stale, and polling backs off (capped, jittered). An
+answer from another Kafka cluster (its cluster id differs from the first one seen) is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
+
+from xds.config.model import KafkaCluster
+from xds.config.model import KraftSource as KraftSettings
+from xds.pipeline.sources.base import Publish, gave_up_waiting, kept
+from xds.pipeline.topology import Broker, HostPort, SourceState, Topology
+from xds.shared.log import Repeats, event, read_secret
+
+log = logging.getLogger("kafka_xds.sources.kraft")
+
+_WAITING_NOTICE_SECONDS = 1.0  # how long a first answer may take before /readyz says why it waits
+LEARNED_TRIES_PER_POLL = 3  # learned brokers tried per poll after the bootstrap servers (rotating)
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataBroker:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMetadata:
+    """What one Metadata answer says about the cluster."""
+
+    cluster_id: str | None
+    controller_id: int | None
+    brokers: tuple[MetadataBroker, ...]
+
+
+class MetadataClient(Protocol):
+    """Asks one server for the cluster's Metadata. Raises OSError, TimeoutError or MetadataError."""
+
+    async def fetch(self, server: HostPort) -> ClusterMetadata: ...
+
+    async def close(self) -> None: ...
+
+
+class MetadataError(Exception):
+    """A server answered, but not usefully (a Kafka error, an unexpected answer)."""
+
+
+def backoff_delay(failures: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after `failures` failed polls in a row: doubling from `base`, capped, jittered.
+
+    The jitter (a uniform draw from the upper half) keeps many kafka-xds replicas that lost the same
+    cluster at the same moment from polling it in step when it comes back.
+    """
+    if failures <= 0:
+        return base
+    ceiling = min(cap, base * 2.0 ** min(failures, 32))
+    return max(base, ceiling * (0.5 + rng() / 2))
+
+
+def parse_bootstrap_server(server: str) -> HostPort:
+    """`host:port` or `[v6]:port` (the config has checked the shape already)."""
+    host, _, port = server.rpartition(":")
+    return HostPort(host.strip("[]"), int(port))
+
+
+class KraftSource:
+    kind = "kraft"
+
+    def __init__(
+        self,
+        cluster: KafkaCluster,
+        client_factory: Callable[[KraftSettings, str], MetadataClient] | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if cluster.kraft is None:
+            raise ValueError(f"cluster {cluster.name} has no kraft source")
+        self.cluster = cluster.name
+        self._settings = cluster.kraft
+        self._upstream_listener = cluster.upstream_listener
+        self._client_factory = client_factory or KafkaMetadataClient
+        self._clock = clock
+        self._rng = rng
+        self._sleep = sleep
+        self._bootstrap = [parse_bootstrap_server(server) for server in self._settings.bootstrap_servers]
+        self._servers_text = ", ".join(self._settings.bootstrap_servers)
+        self._current = Topology.create(self.cluster, self.kind, SourceState.SYNCING)
+        self._publish: Publish = lambda topology: None
+        self._cluster_id: str | None = None  # the first id seen: a later, different one is refused
+        self._last_answered: HostPort | None = None
+        self._learned: list[HostPort] = []  # bootstrap-listener endpoints of the brokers last seen
+        self._rotation = 0
+        self._failures = 0
+        self._repeats = Repeats()
+
+    async def run(self, publish: Publish) -> None:
+        self._publish = publish
+        if self._settings.sasl is not None and self._settings.security_protocol == "SASL_PLAINTEXT":
+            event(
+                log,
+                logging.WARNING,
+                "SASL over SASL_PLAINTEXT: credentials and metadata cross the network unencrypted",
+                cluster=self.cluster,
+                mechanism=self._settings.sasl.mechanism,
+            )
+        client = self._client_factory(self._settings, self.cluster)
+        try:
+            await self._poll_forever(client)
+        finally:
+            await client.close()
+
+    async def _poll_forever(self, client: MetadataClient) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        timeout = self._settings.startup_timeout_seconds
+        give_up_at = started + timeout if timeout is not None else None
+        # Say why /readyz waits if the first answer is slow (e.g. servers that time out).
+        notice = loop.call_later(_WAITING_NOTICE_SECONDS, self._waiting_notice)
+        try:
+            await self.poll_once(client)
+        finally:
+            notice.cancel()
+        while True:
+            if give_up_at is not None and not self._current.synced_once and loop.time() >= give_up_at:
+                self._give_up_waiting()
+                give_up_at = None
+            delay = backoff_delay(
+                self._failures,
+                self._settings.poll_interval_seconds,
+                self._settings.max_backoff_seconds,
+                self._rng,
+            )
+            if give_up_at is not None and not self._current.synced_once:
+                delay = min(delay, max(0.0, give_up_at - loop.time()))
+            await self._sleep(delay)
+            await self.poll_once(client)
+
+    def _waiting_notice(self) -> None:
+        if not self._current.synced_once and self._current.error is None:
+            notice = f"waiting for a Metadata answer from {self._servers_text}"
+            self._set(Topology.create(self.cluster, self.kind, SourceState.SYNCING, error=notice))
+
+    async def poll_once(self, client: MetadataClient) -> bool:
+        """Ask the candidates in turn until one answers usefully; publish what changed. True if one did."""
+        problems: list[tuple[HostPort, str]] = []
+        refusals: list[tuple[HostPort, str]] = []
+        for server in self._candidates():
+            try:
+                metadata = await client.fetch(server)
+            except (OSError, TimeoutError, MetadataError) as err:
+                problems.append((server, describe_error(err)))
+                continue
+            refusal = self._refusal(metadata)
+            if refusal is not None:
+                refusals.append((server, refusal))
+                continue
+            if not metadata.brokers:
+                problems.append((server, "answered with no live brokers (still starting?)"))
+                continue
+            self._accept(server, metadata)
+            return True
+        self._fail(problems, refusals)
+        return False
+
+    def _candidates(self) -> list[HostPort]:
+        learned = self._learned
+        if len(learned) > LEARNED_TRIES_PER_POLL:
+            start = self._rotation % len(learned)
+            learned = (learned[start:] + learned[:start])[:LEARNED_TRIES_PER_POLL]
+            self._rotation += LEARNED_TRIES_PER_POLL
+        ordered = [self._last_answered] if self._last_answered is not None else []
+        return list(dict.fromkeys([*ordered, *self._bootstrap, *learned]))
+
+    def _refusal(self, metadata: ClusterMetadata) -> str | None:
+        if metadata.cluster_id is None or self._cluster_id is None or metadata.cluster_id == self._cluster_id:
+            return None
+        return (
+            f"cluster id is {metadata.cluster_id!r} but was {self._cluster_id!r}: "
+            "this is another Kafka cluster; refusing its brokers"
+        )
+
+    def _accept(self, server: HostPort, metadata: ClusterMetadata) -> None:
+        if self._repeats.clear():  # at the level of the failure it ends: the default log shows both
+            again = "again" if self._last_answered is not None else "for the first time"
+            event(
+                log,
+                logging.WARNING,
+                f"Metadata answered {again}; following brokers",
+                cluster=self.cluster,
+                server=str(server),
+                failed_polls=self._failures,
+            )
+        self._failures = 0
+        if self._cluster_id is None:
+            self._cluster_id = metadata.cluster_id
+        self._last_answered = server
+        self._learned = sorted({HostPort(broker.host, broker.port) for broker in metadata.brokers})
+        port = self._settings.upstream_port
+        brokers = [
+            Broker.create(
+                broker.node_id,
+                {self._upstream_listener: HostPort(broker.host, port or broker.port)},
+                broker.rack,
+            )
+            for broker in metadata.brokers
+        ]
+        topology = Topology.create(
+            self.cluster, self.kind, SourceState.SYNCED, brokers, cluster_id=self._cluster_id
+        )
+        self._log_changes(self._current.brokers if self._current.synced_once else (), topology.brokers)
+        self._set(topology)
+
+    def _fail(self, problems: list[tuple[HostPort, str]], refusals: list[tuple[HostPort, str]]) -> None:
+        self._failures += 1
+        details = "; ".join(f"{server}: {reason}" for server, reason in refusals + problems)
+        if refusals:
+            problem, level = details, logging.ERROR
+        else:
+            known = " or known brokers" if self._learned else ""
+            problem = f"no Metadata answer from any of {self._servers_text}{known}: {details}"
+            level = logging.WARNING
+        # Failed polls repeat (with backoff) for as long as the cluster is away: logged when the
+        # failure starts or changes, then a reminder a minute; every poll at debug level. The
+        # learned brokers asked rotate: the reasons, not which servers gave them, make it the same.
+        fields = self._repeats.admit(" | ".join(sorted({reason for _, reason in refusals + problems})))
+        if fields is None:
+            event(log, logging.DEBUG, "Metadata poll failed", cluster=self.cluster, problem=problem)
+        else:
+            event(log, level, kept(self._current) + problem, cluster=self.cluster, **fields)
+        self._set(self._current.went_stale(problem, self._clock()))
+
+    def _give_up_waiting(self) -> None:
+        reason = f"no Metadata answer from {self._servers_text} yet"
+        timeout = self._settings.startup_timeout_seconds
+        self._set(gave_up_waiting(self._current, reason, timeout, log))
+
+    def _log_changes(self, before: Iterable[Broker], after: Iterable[Broker]) -> None:
+        old = {broker.broker_id: broker for broker in before}
+        new = {broker.broker_id: broker for broker in after}
+        for broker_id in sorted(old.keys() | new.keys()):
+            was, now = old.get(broker_id), new.get(broker_id)
+            if was == now:
+                continue
+            change = "joined" if was is None else "left (fenced or gone)" if now is None else "changed"
+            event(
+                log,
+                logging.INFO,
+                f"broker {change}",
+                cluster=self.cluster,
+                broker=broker_id,
+                endpoint=_endpoint_text(now or was, self._upstream_listener),
+            )
+
+    def _set(self, topology: Topology) -> None:
+        if topology != self._current:
+            self._current = topology
+            self._publish(topology)
+
+
+def _endpoint_text(broker: Broker | None, listener: str) -> str | None:
+    endpoint = broker.endpoint(listener) if broker is not None else None
+    return str(endpoint) if endpoint is not None else None
+
+
+def describe_error(err: BaseException) -> str:
+    """An error as one short line an operator can act on."""
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, ssl.SSLError):
+        return f"TLS: {err.reason or err}"
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    text = str(err) or type(err).__name__
+    return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
+
+
+class KafkaMetadataClient:
+    """Metadata over aiokafka's connection class, keeping the connection to the last server open.
+
+    aiokafka negotiates the Metadata version with the broker (ApiVersions), and does TLS and SASL.
+    TLS files and the SASL password are read again for every new connection, so rotated certificates
+    and passwords are picked up without a restart.
+    """
+
+    def __init__(self, settings: KraftSettings, cluster: str) -> None:
+        self._settings = settings
+        self._client_id = f"kafka-xds-{cluster}"
+        self._connection: Any = None  # aiokafka.conn.AIOKafkaConnection (untyped)
+        self._server: HostPort | None = None
+
+    async def fetch(self, server: HostPort) -> ClusterMetadata:
+        reused = self._connection is not None and self._server == server and self._connection.connected()
+        if reused:
+            try:
+                return await self._fetch(server)
+            except (OSError, TimeoutError, KafkaConnectionError) as err:
+                # A kept-open connection may have been closed under us (the broker's
+                # connections.max.idle.ms, a load balancer's idle timeout, a restart): that says
+                # nothing about the server yet. Ask again over a new connection.
+                event(
+                    log,
+                    logging.DEBUG,
+                    "kept connection failed; reconnecting",
+                    server=str(server),
+                    error=repr(err),
+                )
+        try:
+            return await self._fetch(server)
+        except KafkaConnectionError as err:
+            raise MetadataError(describe_error(err)) from err
+
+    async def _fetch(self, server: HostPort) -> ClusterMetadata:
+        timeout = self._settings.request_timeout_seconds
+        try:
+            connection = await self._connection_to(server, timeout)
+            request = MetadataRequest(topics=[], allow_auto_topic_creation=False)
+            response = await asyncio.wait_for(connection.send(request), timeout)
+        except KafkaConnectionError:
+            await self.close()
+            raise
+        except KafkaError as err:
+            await self.close()
+            raise MetadataError(describe_error(err)) from err
+        except (OSError, TimeoutError):
+            await self.close()
+            raise
+        return decode_metadata(response.to_object())
+
+    async def _connection_to(self, server: HostPort, timeout: float) -> Any:
+        if self._connection is not None and self._server == server and self._connection.connected():
+            return self._connection
+        await self.close()
+        ssl_context, password = await asyncio.to_thread(self._read_security_files)
+        settings = self._settings
+        sasl = settings.sasl
+        connection = await asyncio.wait_for(
+            create_conn(
+                server.host,
+                server.port,
+                client_id=self._client_id,
+                request_timeout_ms=int(timeout * 1000),
+                ssl_context=ssl_context,
+                security_protocol=settings.security_protocol,
+                sasl_mechanism=sasl.mechanism if sasl is not None else None,
+                sasl_plain_username=sasl.username if sasl is not None else None,
+                sasl_plain_password=password,
+            ),
+            timeout,
+        )
+        self._connection, self._server = connection, server
+        return connection
+
+    def _read_security_files(self) -> tuple[ssl.SSLContext | None, str | None]:
+        """Runs in a worker thread: file reads and certificate parsing block."""
+        settings = self._settings
+        context = None
+        if settings.security_protocol in ("SSL", "SASL_SSL"):
+            context = make_ssl_context(settings)
+        password = None
+        if settings.sasl is not None:
+            password = read_secret(settings.sasl.password_file)  # aiokafka's debug lines show it otherwise
+        return context, password
+
+    async def close(self) -> None:
+        connection, self._connection, self._server = self._connection, None, None
+        if connection is not None:
+            connection.close(reason=None)
+
+
+def make_ssl_context(settings: KraftSettings) -> ssl.SSLContext:
+    """The TLS client context for the bootstrap listener (blocking: reads files)."""
+    tls = settings.ssl
+    context = ssl.create_default_context(cafile=tls.ca_file if tls is not None else None)
+    if tls is not None:
+        context.check_hostname = tls.check_hostname
+        if tls.cert_file is not None and tls.key_file is not None:
+            password = None
+            if tls.key_password_file is not None:
+                password = read_secret(tls.key_password_file)
+            context.load_cert_chain(tls.cert_file, tls.key_file, password)
+    return context
+
+
+def decode_metadata(answer: dict[str, Any]) -> ClusterMetadata:
+    """aiokafka's decoded Metadata response (any version) as ClusterMetadata."""
+    try:
+        brokers = tuple(
+            MetadataBroker(
+                int(broker["node_id"]), str(broker["host"]), int(broker["port"]), broker.get("rack")
+            )
+            for broker in answer["brokers"]
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise MetadataError(f"unexpected Metadata answer: {err!r}") from None
+    ids = [broker.node_id for broker in brokers]
+    if len(set(ids)) != len(ids):
+        raise MetadataError(f"Metadata answer lists a broker id twice: {sorted(ids)}")
+    controller = answer.get("controller_id")
+    return ClusterMetadata(
+        answer.get("cluster_id"),
+        int(controller) if controller is not None and controller >= 0 else None,
+        brokers,
+    )

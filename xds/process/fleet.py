@@ -1,0 +1,85 @@
+"""The serving side as the main process sees it: in this process, or in worker processes.
+
+Both kinds of `Fleet` take every snapshot the pipeline publishes, say whether they can serve it
+(readiness), report on their streams for `/debug/streams` and add their metrics to the scrape. With
+`xds.workers: 1` streams are served on the main process's event loop (`LocalFleet`); with more,
+each worker is its own process sharing the ADS port (`WorkerFleet` in xds/workers.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from prometheus_client.metrics_core import Metric
+
+from xds.config.model import XdsSettings
+from xds.debug.streams import StreamQuery, merge, report
+from xds.pipeline.metrics import StreamMetrics
+from xds.pipeline.publisher import SnapshotCache
+from xds.serving.access import AccessPolicy
+from xds.serving.protocol import ServedSnapshot
+from xds.serving.transport import AdsServer
+
+
+class Fleet(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def waiting(self) -> dict[str, str]:
+        """Why it cannot serve the current snapshot yet, by part; empty when it can."""
+        ...
+
+    async def streams(self, query: StreamQuery) -> dict[str, Any]: ...
+
+    async def refresh_metrics(self) -> None:
+        """Fetch what `collect` returns next (called right before each scrape)."""
+        ...
+
+    def collect(self) -> Iterable[Metric]: ...
+
+
+class LocalFleet:
+    """Streams served on this process's event loop."""
+
+    def __init__(
+        self,
+        settings: XdsSettings,
+        cache: SnapshotCache,
+        metrics: StreamMetrics,
+        access: AccessPolicy | None = None,
+    ) -> None:
+        self.ads = AdsServer(settings, metrics, access=access)
+        self._cache = cache
+        self._served: ServedSnapshot | None = None
+        self._unwatch = cache.watch(self._published)
+
+    async def start(self) -> None:
+        await self.ads.start()
+        if self._cache.snapshot is not None:
+            self._published()
+
+    async def stop(self) -> None:
+        self._unwatch()
+        await self.ads.stop()
+
+    def _published(self) -> None:
+        snapshot = self._cache.snapshot
+        assert snapshot is not None
+        self._served = ServedSnapshot.build(
+            self._cache.generation, snapshot.all_resources(), self._served, self._cache.change_seen_at
+        )
+        self.ads.publish(self._served)
+
+    def waiting(self) -> dict[str, str]:
+        return {}
+
+    async def streams(self, query: StreamQuery) -> dict[str, Any]:
+        return merge([report(self.ads.streams.values(), self.ads.views, query)], query)
+
+    async def refresh_metrics(self) -> None:
+        return None
+
+    def collect(self) -> Iterable[Metric]:
+        return ()  # this process's registry holds the stream metrics already

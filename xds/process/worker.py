@@ -1,0 +1,135 @@
+"""A serving worker process (`python -m xds.process.worker FD`): ADS streams on a shared port.
+
+Started by the main process (xds/workers.py), which owns the sources and the pipeline. Over the
+socket FD it receives its settings, then every snapshot (already encoded; deltas after the first),
+and questions about its streams and metrics; it answers on the same socket. It never reads the
+config file or talks to ZooKeeper or Kafka. It stops when told to, ending its streams within the
+grace, or at once when the main process goes away; SIGINT and SIGTERM are the main process's to
+act on (it tells every worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.process_collector import ProcessCollector
+
+from xds.debug.streams import report
+from xds.pipeline.metrics import StreamMetrics
+from xds.process.spawn import receive, send
+from xds.serving.access import AccessPolicy
+from xds.serving.protocol import ResourceRecord, ServedSnapshot
+from xds.serving.transport import AdsServer, StartupError
+from xds.shared.log import configure, event
+
+log = logging.getLogger("kafka_xds.worker")
+EXIT_STARTUP = 2
+
+
+class _WorkerField(logging.Filter):
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self._index
+        return True
+
+
+async def _run(fd: int) -> int:
+    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
+    try:
+        kind, init = await receive(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return 0  # started early, and the main process did not start after all: nothing to do
+    assert kind == "init"
+    index: int = init["index"]
+    configure(init["log_level"], init["log_format"])
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WorkerField(index))
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    ProcessCollector(namespace="kafka_xds_worker", registry=registry)
+    ads = AdsServer(
+        init["settings"],
+        metrics,
+        identifier=init["identifier"],
+        worker=index,
+        stream_limit=init["stream_limit"],
+        reuse_port=True,
+        access=None if init["access"] is None else AccessPolicy(init["access"]),
+    )
+    try:
+        await ads.start()
+    except StartupError as err:
+        send(writer, ("failed", str(err)))
+        await writer.drain()
+        return EXIT_STARTUP
+    send(writer, ("listening", os.getpid()))
+    served: ServedSnapshot | None = None
+    grace: float | None = 0.0  # the main process vanished: end streams at once
+    try:
+        while True:
+            message = await receive(reader)
+            kind = message[0]
+            if kind == "snapshot":
+                served = _apply(served, message)
+                ads.publish(served)
+                send(writer, ("applied", served.generation))
+            elif kind == "query":
+                _, request_id, question, argument = message
+                send(writer, ("reply", request_id, _answer(ads, registry, question, argument)))
+            elif kind == "stop":
+                grace = message[1]
+                break
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        event(log, logging.WARNING, "the main process went away; ending every stream", worker=index)
+    await ads.stop(grace)
+    if not writer.is_closing():
+        send(writer, ("stopped",))
+        await writer.drain()
+        writer.close()
+    return 0
+
+
+def _apply(served: ServedSnapshot | None, message: tuple[Any, ...]) -> ServedSnapshot:
+    _, generation, change_seen_at, full, upserts, removed = message
+    records = [ResourceRecord(*fields) for fields in upserts]
+    if full or served is None:
+        return ServedSnapshot.build(generation, records, served, change_seen_at)
+    return served.updated(generation, records, removed, change_seen_at)
+
+
+def _answer(ads: AdsServer, registry: CollectorRegistry, question: str, argument: Any) -> Any:
+    if question == "streams":
+        return report(ads.streams.values(), ads.views, argument)
+    if question == "metrics":
+        return [
+            (
+                family.name,
+                family.documentation,
+                family.type,
+                family.unit,
+                [(sample.name, sample.labels, sample.value) for sample in family.samples],
+            )
+            for family in registry.collect()
+        ]
+    raise ValueError(f"unknown question {question!r}")
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return asyncio.run(_run(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
