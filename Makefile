@@ -23,7 +23,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
-	$(BIN)/pytest -m "not envoy and not zookeeper and not kafka" $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/snapshot_build.py

@@ -14,7 +14,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from tests.protocol_world import DeltaSidecar, SotwSidecar, World, delta_stream, responses, sotw_stream
+from tests.support.protocol_world import (
+    DeltaSidecar,
+    SotwSidecar,
+    World,
+    delta_stream,
+    responses,
+    sotw_stream,
+)
 from tests.support.xds_wire import Decoded, sotw_request
 from xds.serving.protocol import Views
 from xds.shared.resource_types import ENDPOINT_TYPE

@@ -1,6 +1,6 @@
 """The incremental (Delta) ADS state machine, one rule per test (see docs/protocol.md).
 
-Same harness as tests/test_protocol.py: requests encoded as Envoy encodes them, responses decoded
+Same harness as tests/unit/test_protocol.py: requests encoded as Envoy encodes them, responses decoded
 as a client would. What both variants share (ordering, warming, NACKs) is tested here again in its
 incremental form.
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from envoy_data_plane.envoy.config.core.v3 import Node
 
-from tests.protocol_world import (
+from tests.support.protocol_world import (
     CDS,
     EDS,
     LDS,

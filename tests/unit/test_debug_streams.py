@@ -6,7 +6,7 @@ import time
 
 from envoy_data_plane.envoy.config.core.v3 import Node
 
-from tests.protocol_world import CDS, NOW, World, ack, nack, only, sotw_stream
+from tests.support.protocol_world import CDS, NOW, World, ack, nack, only, sotw_stream
 from tests.support.xds_wire import sotw_request
 from xds.debug.streams import LAGGING_SECONDS, StreamQuery, merge, report
 from xds.serving.protocol import StreamProtocol, Views

@@ -138,7 +138,7 @@ async def test_topology_shows_brokers_as_registered_and_as_planned(app):
     assert first["planned"] == "127.0.0.10:9091"
     assert first["upstream"] == "10.0.0.1:9094"
     assert first["listeners"] == {"CLIENT": "127.0.0.10:9091", "MESH": "10.0.0.1:9094"}
-    assert cluster["skipped"] == []  # skipped registrations: tests/test_zookeeper_e2e.py
+    assert cluster["skipped"] == []  # skipped registrations: tests/e2e/test_zookeeper_e2e.py
 
 
 async def _get_text(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.protocol_world import CDS, NOW, World, sotw_stream
+from tests.support.protocol_world import CDS, NOW, World, sotw_stream
 from tests.support.xds_wire import sotw_request as request
 from xds.serving.access import AccessPolicy, Refusal, admit, identity_of
 from xds.serving.protocol import Sent

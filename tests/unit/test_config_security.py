@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_cli import run, write_config
-from tests.test_config import VALID, refused
+from tests.e2e.test_cli import run, write_config
+from tests.unit.test_config import VALID, refused
 from xds.config.model import load_config, parse_config
 from xds.demo.brokers import Certs, make_certs
 from xds.serving.access import access_policy

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.test_cli import run
 from tests.support.envoy import envoy_binary
-from tests.test_cli import run
 
 TLS = ["--xds-ca", "/etc/kafka-mesh/ca.crt", "--xds-cert", "/etc/kafka-mesh/tls.crt"]
 TLS += ["--xds-key", "/etc/kafka-mesh/tls.key"]

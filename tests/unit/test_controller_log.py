@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_pipeline import broker, controller_config, synced
+from tests.unit.test_pipeline import broker, controller_config, synced
 from xds.pipeline.controller import Controller
 from xds.pipeline.publisher import SnapshotCache
 

@@ -14,7 +14,7 @@ import yaml
 
 from tests.support.envoy import envoy_binary
 from tests.support.wait import free_port
-from tests.test_config import REPO, VALID, variant
+from tests.unit.test_config import REPO, VALID, variant
 from xds.cli import _parser, main
 
 EXAMPLE = REPO / "config" / "example.yaml"
@@ -314,7 +314,7 @@ def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
             timeout=60,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
         )
     finally:
         os.close(write)

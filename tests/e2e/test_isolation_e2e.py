@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Stack
+from tests.e2e.test_envoy_e2e import _answers, _cluster
 from tests.support.addresses import LoopbackAddresses
 from tests.support.wait import eventually
-from tests.test_envoy_e2e import _answers, _cluster
 from xds.demo.brokers import Certs, exchange
 
 pytestmark = pytest.mark.envoy

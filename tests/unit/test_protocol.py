@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from envoy_data_plane.envoy.config.core.v3 import Node
 
-from tests.protocol_world import (
+from tests.support.protocol_world import (
     CDS,
     EDS,
     LDS,

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Stack
+from tests.e2e.test_envoy_e2e import _answers, _cluster, _stat_at_least
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually, free_port
 from tests.support.xds_process import XdsProcess
-from tests.test_envoy_e2e import _answers, _cluster, _stat_at_least
 
 pytestmark = pytest.mark.envoy
 

@@ -20,11 +20,11 @@ import pytest
 import trustme
 
 from tests.conftest import Stack, base_config, write_static_brokers
+from tests.e2e.test_envoy_e2e import _answers, _cluster, _stat
 from tests.support.addresses import LoopbackAddresses
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually
 from tests.support.xds_process import XdsProcess
-from tests.test_envoy_e2e import _answers, _cluster, _stat
 from xds.demo.brokers import Certs, TlsUpstream, exchange
 
 pytestmark = pytest.mark.envoy

@@ -17,10 +17,10 @@ from envoy_data_plane.envoy.service.discovery.v3 import DiscoveryRequest
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
-from tests.protocol_world import World
+from tests.support.protocol_world import World
 from tests.support.secret_volume import SecretVolume
 from tests.support.wait import eventually
-from tests.test_server import AdsClient
+from tests.unit.test_server import AdsClient
 from xds.config.model import XdsSettings, XdsTls
 from xds.debug.streams import StreamQuery, report
 from xds.demo.brokers import Certs, make_certs

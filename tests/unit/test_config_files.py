@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_config import REPO
+from tests.unit.test_config import REPO
 from xds.config.model import ConfigError, KafkaCluster, load_config, load_static_brokers
 
 CLUSTER = """\

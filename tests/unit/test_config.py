@@ -15,7 +15,7 @@ import yaml
 
 from xds.config.model import ConfigError, load_config, parse_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 VALID: dict[str, Any] = {
     "xds": {"tls": None},

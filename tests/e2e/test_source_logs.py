@@ -22,7 +22,7 @@ from tests.support.addresses import LoopbackAddresses
 from tests.support.wait import eventually, free_port
 from tests.support.xds_process import XdsProcess
 from tests.support.zookeeper import ZooKeeperServer, broker_znode
-from tests.test_kraft_source import Harness, meta
+from tests.unit.test_kraft_source import Harness, meta
 from xds.pipeline.sources.zk_session import Ensemble
 from xds.shared.log import RepeatLimitedLogger, Repeats
 

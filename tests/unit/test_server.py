@@ -18,7 +18,7 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
-from tests.protocol_world import World, name
+from tests.support.protocol_world import World, name
 from tests.support.wait import eventually
 from xds.config.model import XdsSettings
 from xds.pipeline.metrics import StreamMetrics

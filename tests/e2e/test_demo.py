@@ -20,7 +20,7 @@ from xds.demo import __main__ as demo
 from xds.demo.layout import DemoAddresses
 from xds.demo.zookeeper import ZK_SERVER
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _answers(lines: list[str], cluster: str) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from tests.test_config import VALID, refused
+from tests.unit.test_config import VALID, refused
 from xds.config.fields import describe_validation_error
 
 
