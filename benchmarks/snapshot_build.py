@@ -30,8 +30,9 @@ from xds.pipeline.grace import GraceState
 from xds.pipeline.plan import PlannedBroker, plan_cluster
 from xds.pipeline.resources import ENCODERS, Encoders, ResourceBuilder
 from xds.pipeline.snapshot import Snapshot
-from xds.pipeline.topology import Broker, HostPort, SourceState, Topology
+from xds.pipeline.topology import Broker, SourceState, Topology
 from xds.pipeline.typed import TYPED_ENCODERS
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import SHORT_TYPE_NAMES, TYPE_ORDER
 
 T = TypeVar("T")

@@ -14,8 +14,8 @@ from tests.support.envoy import Envoy
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
 from xds.bootstrap import XdsClientTls
-from xds.config.model import parse_listen
 from xds.demo.brokers import Certs, TlsUpstream, make_certs
+from xds.shared.addresses import parse_listen
 
 pytest_plugins = [
     "tests.conftest_zk",  # real ZooKeeper servers, ensembles and broker registrations

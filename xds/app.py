@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-from xds.config.model import Config, join_listen, parse_listen
+from xds.config.model import Config
 from xds.debug.server import DebugServer
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
@@ -18,7 +18,7 @@ from xds.pipeline.topology import Topology
 from xds.process.fleet import Fleet, LocalFleet
 from xds.process.spawn import Spawned
 from xds.serving.access import access_policy
-from xds.serving.transport import reserve_port
+from xds.shared.addresses import join_listen, parse_listen, reserve_port
 from xds.shared.log import event
 
 log = logging.getLogger("kafka_xds.app")

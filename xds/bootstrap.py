@@ -68,11 +68,9 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
-from xds.config.fields import is_host
-from xds.config.model import parse_listen
 from xds.pipeline.resources import CertificateInputs, TrustedCaInputs, watched_directory
-from xds.pipeline.topology import HostPort, is_ip
 from xds.pipeline.typed import typed_certificate, typed_trusted_ca
+from xds.shared.addresses import HostPort, is_host, is_ip, parse_listen
 
 XDS_CLUSTER = "kafka_xds"
 CLIENT_CERTIFICATE_SECRET = "kafka_xds_client_certificate"

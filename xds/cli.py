@@ -150,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = config.xds.worker_count
     prespawned = prespawn(workers) if workers > 1 else []  # their start overlaps the imports below
     from xds.app import serve
-    from xds.serving.transport import StartupError
+    from xds.shared.errors import StartupError
 
     try:
         asyncio.run(serve(config, prespawned=prespawned))

@@ -23,7 +23,8 @@ from tests.support.wait import eventually
 from xds.config.model import parse_config
 from xds.demo.brokers import Certs, exchange
 from xds.pipeline.sources.kraft import KafkaMetadataClient, KraftSource
-from xds.pipeline.topology import HostPort, SourceState, Topology
+from xds.pipeline.topology import SourceState, Topology
+from xds.shared.addresses import HostPort
 
 pytestmark = pytest.mark.kafka
 

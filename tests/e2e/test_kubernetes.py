@@ -27,9 +27,9 @@ from tests.support.deployment import (
     xds_tls_options,
 )
 from tests.support.wait import eventually
-from xds.config.model import Config, parse_config, parse_listen
-from xds.pipeline.topology import is_ip
+from xds.config.model import Config, parse_config
 from xds.serving.access import access_policy, admit
+from xds.shared.addresses import is_ip, parse_listen
 
 CERTIFICATE_KEYS = {"tls.crt", "tls.key", "ca.crt"}  # what a cert-manager Certificate's Secret holds
 COMBINED_PEM = "tls-combined.pem"  # with additionalOutputFormats CombinedPEM: key and chain, one file

@@ -20,8 +20,8 @@ from tests.support.secret_volume import SecretVolume
 from tests.support.wait import eventually
 from tests.support.xds_process import XdsProcess
 from xds.bootstrap import XdsClientTls
-from xds.config.model import parse_listen
 from xds.demo.brokers import Certs, exchange, make_certs
+from xds.shared.addresses import parse_listen
 
 pytestmark = pytest.mark.envoy
 

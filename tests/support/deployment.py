@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from xds.cli import main as kafka_xds
-from xds.config.model import parse_listen
+from xds.shared.addresses import parse_listen
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = REPO / "config" / "kubernetes"

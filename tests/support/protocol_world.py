@@ -20,7 +20,6 @@ from xds.config.model import SidecarSettings, UpstreamTls
 from xds.pipeline.plan import BrokerStatus, PlannedBroker
 from xds.pipeline.resources import ResourceBuilder
 from xds.pipeline.snapshot import Snapshot
-from xds.pipeline.topology import HostPort
 from xds.serving.protocol import (
     Delta,
     DeltaRequest,
@@ -33,6 +32,7 @@ from xds.serving.protocol import (
     StreamProtocol,
     Views,
 )
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 CDS, EDS, LDS, SDS = CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE

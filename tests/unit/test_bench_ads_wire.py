@@ -15,7 +15,7 @@ from benchmarks.ads_wire import ResponseReader, SotwRequests, delta_request, nod
 from xds.config.model import SidecarSettings, UpstreamTls
 from xds.pipeline.plan import PlannedBroker
 from xds.pipeline.resources import BuiltResource, ResourceBuilder
-from xds.pipeline.topology import HostPort
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
 
 

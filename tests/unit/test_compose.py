@@ -25,9 +25,10 @@ from tests.support.deployment import (
     watched_directories,
     xds_tls_options,
 )
-from xds.config.model import Config, load_config, parse_listen
+from xds.config.model import Config, load_config
 from xds.demo.certs import main as certs_job
 from xds.serving.access import access_policy, admit, identity_of
+from xds.shared.addresses import parse_listen
 
 CERTIFICATE_KEYS = {"tls.crt", "tls.key", "ca.crt"}  # what a cert-manager Certificate's Secret holds
 COMBINED_PEM = "tls-combined.pem"  # with additionalOutputFormats CombinedPEM: key and chain, one file

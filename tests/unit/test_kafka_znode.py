@@ -13,7 +13,7 @@ from xds.pipeline.sources.znode import (
     parse_broker_registration,
     parse_cluster_id,
 )
-from xds.pipeline.topology import HostPort
+from xds.shared.addresses import HostPort
 
 # The reference example: version 5, three listeners, as a Kafka 3.x broker writes it.
 VERSION_5 = (

@@ -27,7 +27,8 @@ from xds.pipeline.sources.kraft import (
     decode_metadata,
     make_ssl_context,
 )
-from xds.pipeline.topology import HostPort, SourceState, Topology
+from xds.pipeline.topology import SourceState, Topology
+from xds.shared.addresses import HostPort
 
 BOOT = ["10.0.0.1:9094", "10.0.0.2:9094"]
 

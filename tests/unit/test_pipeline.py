@@ -18,7 +18,8 @@ from xds.pipeline.publisher import SnapshotCache
 from xds.pipeline.resolve import HostResolver, Resolution
 from xds.pipeline.resources import ResourceBuilder, resource_name
 from xds.pipeline.snapshot import InconsistentSnapshot, Snapshot
-from xds.pipeline.topology import Broker, HostPort, SourceState, Topology
+from xds.pipeline.topology import Broker, SourceState, Topology
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 TLS = UpstreamTls(ca_file="/etc/ca.pem", cert_file="/etc/client.pem", key_file="/etc/client.key")

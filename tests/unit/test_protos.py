@@ -8,8 +8,8 @@ from envoy_data_plane.google.protobuf import Any
 from xds.config.model import SidecarSettings, UpstreamTls
 from xds.pipeline.plan import PlannedBroker
 from xds.pipeline.resources import ResourceBuilder
-from xds.pipeline.topology import HostPort
 from xds.pipeline.typed import MESSAGE_TYPES
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 

@@ -37,7 +37,6 @@ from xds.pipeline.resources import (
     resource_name,
     watched_directory,
 )
-from xds.pipeline.topology import HostPort
 from xds.pipeline.typed import (
     TYPED_ENCODERS,
     decode,
@@ -48,6 +47,7 @@ from xds.pipeline.typed import (
     typed_trusted_ca,
 )
 from xds.shared import wire
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 T = TypeVar("T")

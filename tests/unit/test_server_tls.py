@@ -26,7 +26,8 @@ from xds.debug.streams import StreamQuery, report
 from xds.demo.brokers import Certs, make_certs
 from xds.pipeline.metrics import StreamMetrics
 from xds.serving.access import AccessPolicy
-from xds.serving.transport import AdsServer, StartupError
+from xds.serving.transport import AdsServer
+from xds.shared.errors import StartupError
 from xds.shared.resource_types import CLUSTER_TYPE
 
 _SERIALS = itertools.count(1)  # certificate file names

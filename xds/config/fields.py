@@ -5,14 +5,14 @@ Every problem becomes a `ConfigError`: the key, the value, and what is expected,
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from xds.shared.addresses import parse_listen
 
 
 class ConfigError(Exception):
@@ -195,7 +195,6 @@ PATTERNS = {
     NAME_PATTERN: "lowercase letters, digits and '-', starting and ending with a letter or digit",
     USERNAME_PATTERN: "a name without ':'",
 }
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -206,35 +205,9 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` into its parts (port 0: any free port, for tests and demos)."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"expected HOST:PORT with a port in 0..65535, got {value!r}")
-    return host.strip("[]"), port
-
-
-def join_listen(host: str, port: int) -> str:
-    """The inverse of `parse_listen`: `host:port`, or `[v6]:port`."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _check_listen(value: str) -> str:
     parse_listen(value)
     return value
 
 
 ListenAddress = Annotated[str, pydantic.AfterValidator(_check_listen)]
-
-
-def is_host(host: str) -> bool:
-    """An IPv4 or IPv6 literal, or a DNS name as RFC 1123 allows (a trailing dot is fine)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        name = host.removesuffix(".")
-        return 0 < len(name) <= 253 and all(_DNS_LABEL.match(label) for label in name.split("."))
-    return True

@@ -23,8 +23,6 @@ from xds.config.fields import (
     Model,
     Port,
     describe_validation_error,
-    join_listen,
-    parse_listen,
     read_yaml,
 )
 from xds.config.fields import ConfigError as ConfigError
@@ -39,6 +37,7 @@ from xds.config.sources import (
     ZookeeperSource,
     ZookeeperTls,
 )
+from xds.shared.addresses import parse_listen
 
 _M = TypeVar("_M", bound=BaseModel)
 __all__ = [
@@ -53,11 +52,9 @@ __all__ = [
     "XdsSettings",
     "XdsTls",
     "ZookeeperSource",
-    "join_listen",
     "load_config",
     "load_static_brokers",
     "parse_config",
-    "parse_listen",
     "parse_static_brokers",
 ]
 

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from xds.config.fields import USERNAME_PATTERN, ListenAddress, Model, Port, is_host
+from xds.config.fields import USERNAME_PATTERN, ListenAddress, Model, Port
+from xds.shared.addresses import is_host
 
 
 class StaticBroker(Model):

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from xds.config.model import Config, ConfigError, parse_listen
+from xds.config.model import Config, ConfigError
 from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_topology
 from xds.debug.streams import MAX_PAGE, STATES, StreamQuery
@@ -27,7 +27,8 @@ from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import format_plan_table, plan_rows
 from xds.pipeline.publisher import SnapshotCache
 from xds.process.fleet import Fleet
-from xds.serving.transport import StartupError
+from xds.shared.addresses import parse_listen
+from xds.shared.errors import StartupError
 from xds.shared.log import event, register_secret
 from xds.shared.resource_types import SHORT_TYPE_NAMES, TYPES_BY_SHORT_NAME
 

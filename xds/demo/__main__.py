@@ -31,12 +31,13 @@ from typing import IO, Any
 import yaml
 
 from xds.bootstrap import XdsClientTls
-from xds.config.model import KafkaCluster, parse_config, parse_listen
+from xds.config.model import KafkaCluster, parse_config
 from xds.demo import layout
 from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
 from xds.demo.layout import MOVED_BROKER, POD_HOSTS, DemoAddresses
 from xds.demo.processes import EnvoyProcess, envoy_binary, spawn_kafka_xds, terminate, wait_ready
 from xds.demo.zookeeper import ZK_SERVER, KafkaBroker, ZooKeeperServer, cluster_id_znode, write_znode
+from xds.shared.addresses import parse_listen
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 MESH_PORT = 9094  # every broker's mTLS listener, on its pod IP (as in config/compose)

@@ -14,7 +14,8 @@ from enum import StrEnum
 from xds.config.model import KafkaCluster
 from xds.pipeline.grace import GraceState
 from xds.pipeline.resolve import Resolution
-from xds.pipeline.topology import Broker, HostPort, SkippedRegistration, Topology
+from xds.pipeline.topology import Broker, SkippedRegistration, Topology
+from xds.shared.addresses import HostPort
 
 
 class BrokerStatus(StrEnum):

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from xds.config.model import SidecarSettings, UpstreamTls
 from xds.pipeline.plan import PlannedBroker
-from xds.pipeline.topology import HostPort
 from xds.shared import wire
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 if TYPE_CHECKING:

@@ -5,37 +5,11 @@ Sources produce `Topology` values; every later stage reads them and none mutates
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-
-@dataclass(frozen=True, slots=True, order=True)
-class HostPort:
-    """A TCP endpoint as a broker registered it (host may be an IP literal or a DNS name)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def is_ip(self) -> bool:
-        return is_ip(self.host)
-
-
-@functools.lru_cache(maxsize=65536)
-def is_ip(host: str) -> bool:
-    """An IPv4 or IPv6 literal. Asked of every broker on every plan: parsing each time was most of a
-    plan's cost, so answers are remembered."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+from xds.shared.addresses import HostPort
 
 
 @dataclass(frozen=True, slots=True)

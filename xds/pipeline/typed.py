@@ -60,7 +60,7 @@ from xds.pipeline.resources import (
     stat_name,
     watched_directory,
 )
-from xds.pipeline.topology import HostPort
+from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 MESSAGE_TYPES: dict[str, type[betterproto2.Message]] = {

@@ -26,7 +26,8 @@ from xds.pipeline.metrics import StreamMetrics
 from xds.process.spawn import receive, send
 from xds.serving.access import AccessPolicy
 from xds.serving.protocol import ResourceRecord, ServedSnapshot
-from xds.serving.transport import AdsServer, StartupError
+from xds.serving.transport import AdsServer
+from xds.shared.errors import StartupError
 from xds.shared.log import configure, event
 
 log = logging.getLogger("kafka_xds.worker")

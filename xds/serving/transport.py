@@ -19,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import functools
 import itertools
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc import aio
 
-from xds.config.model import ConfigError, XdsSettings, join_listen, parse_listen
+from xds.config.model import ConfigError, XdsSettings
 from xds.pipeline.metrics import StreamMetrics
 from xds.serving.access import AccessPolicy
 from xds.serving.admission import Admission
@@ -53,6 +51,8 @@ from xds.serving.protocol import (
 )
 from xds.serving.protocol.messages import DeltaRequest, SotwRequest, control_plane
 from xds.serving.tls import ServerCertificates
+from xds.shared.addresses import join_listen, parse_listen
+from xds.shared.errors import StartupError
 from xds.shared.log import event
 from xds.shared.resource_types import SHORT_TYPE_NAMES
 
@@ -60,29 +60,6 @@ log = logging.getLogger("kafka_xds.server")
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 _READ_AHEAD = 4  # requests a stream reads while its responses are not being sent; then HTTP/2 pushes back
-
-
-class StartupError(Exception):
-    """The server could not start (an address in use): one line naming the key and the address."""
-
-
-def reserve_port(key: str, listen: str) -> int:
-    """Check that `listen` is free (any other listener on it, with or without SO_REUSEPORT, makes
-    binding fail) and return its port, a free one for port 0; raise StartupError naming `key`.
-
-    kafka-xds' own workers bind the ADS port with SO_REUSEPORT, which would let a second kafka-xds on
-    the same port silently share its traffic; checking first makes that a clear error instead."""
-    host, port = parse_listen(listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            reason = "address in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
-            raise StartupError(f"{key}: cannot listen on {listen}: {reason}") from None
-        bound: int = probe.getsockname()[1]
-        return bound
 
 
 def _set_event() -> asyncio.Event:

@@ -30,7 +30,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 from xds.config.model import KafkaCluster
 from xds.config.model import KraftSource as KraftSettings
 from xds.pipeline.sources.base import Publish, gave_up_waiting, kept
-from xds.pipeline.topology import Broker, HostPort, SourceState, Topology
+from xds.pipeline.topology import Broker, SourceState, Topology
+from xds.shared.addresses import HostPort
 from xds.shared.log import Repeats, event, read_secret
 
 log = logging.getLogger("kafka_xds.sources.kraft")

@@ -13,9 +13,10 @@ import logging
 import time
 from pathlib import Path
 
-from xds.config.model import ConfigError, KafkaCluster, StaticBroker, parse_listen, parse_static_brokers
+from xds.config.model import ConfigError, KafkaCluster, StaticBroker, parse_static_brokers
 from xds.pipeline.sources.base import Publish
-from xds.pipeline.topology import Broker, HostPort, SourceState, Topology
+from xds.pipeline.topology import Broker, SourceState, Topology
+from xds.shared.addresses import HostPort, parse_listen
 from xds.shared.log import event
 
 log = logging.getLogger("kafka_xds.sources.static")

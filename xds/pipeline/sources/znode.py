@@ -12,7 +12,8 @@ import json
 import re
 from typing import Any
 
-from xds.pipeline.topology import Broker, HostPort
+from xds.pipeline.topology import Broker
+from xds.shared.addresses import HostPort
 
 # Kafka's EndPoint.uriParseExp: listener name, then an optional [IPv6] host, then the port.
 _ENDPOINT = re.compile(r"^(?P<listener>[^:/]+)://\[?(?P<host>[0-9a-zA-Z\-%._:]*)\]?:(?P<port>-?[0-9]+)$")
