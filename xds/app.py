@@ -18,6 +18,7 @@ from xds.pipeline.topology import Topology
 from xds.process.fleet import Fleet, LocalFleet
 from xds.process.spawn import Spawned
 from xds.serving.access import access_policy
+from xds.serving.stream_metrics import StreamMetrics
 from xds.shared.addresses import join_listen, parse_listen, reserve_port
 from xds.shared.log import event
 
@@ -64,7 +65,7 @@ class Application:
         self._prespawned = prespawned
         self.config = config
         workers = config.xds.worker_count
-        self.metrics = Metrics(serve_in_process=workers == 1)
+        self.metrics = Metrics()
         self.metrics.start_clusters(cluster.name for cluster in config.kafka_clusters)
         self.cache = SnapshotCache()
         self.controller = Controller(config, self.cache, metrics=self.metrics)
@@ -76,9 +77,11 @@ class Application:
 
     def _fleet(self, workers: int) -> Fleet:
         if workers == 1:
-            assert self.metrics.stream is not None
             return LocalFleet(
-                self.config.xds, self.cache, self.metrics.stream, access_policy(self.config.access)
+                self.config.xds,
+                self.cache,
+                StreamMetrics(self.metrics.registry),
+                access_policy(self.config.access),
             )
         from xds.process.supervisor import WorkerFleet
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from tests.support.protocol_world import World, name
 from tests.support.wait import eventually
 from xds.config.model import XdsSettings
-from xds.pipeline.metrics import StreamMetrics
+from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import SERVICE, AdsServer
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
 

@@ -24,8 +24,8 @@ from tests.unit.test_server import AdsClient
 from xds.config.model import XdsSettings, XdsTls
 from xds.debug.streams import StreamQuery, report
 from xds.demo.brokers import Certs, make_certs
-from xds.pipeline.metrics import StreamMetrics
 from xds.serving.access import AccessPolicy
+from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import AdsServer
 from xds.shared.errors import StartupError
 from xds.shared.resource_types import CLUSTER_TYPE

@@ -1,112 +1,35 @@
-"""Prometheus metrics (prometheus-client), all named `kafka_xds_*`, in one registry per process.
+"""The main process's Prometheus metrics (prometheus-client, `kafka_xds_*`) and its registry.
 
-`Metrics` is the pipeline's (sources, plan, builds) and the registry the debug server exposes;
-`StreamMetrics` is the serving side's (streams, pushes, ACKs, latencies). Served in-process, both
-live in one registry; with worker processes, every worker keeps its own `StreamMetrics` and the
-main process sums them into its scrape (see xds/workers.py), so `/metrics` covers every stream.
+`Metrics` covers the pipeline (sources, plan, builds) and the serving workers' supervision; the
+debug server exposes its registry. The streams' own metrics are the serving side's
+(xds.serving.stream_metrics): in this registry when streams are served in-process, else summed
+from every worker into the scrape.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from xds.pipeline.plan import BrokerStatus, ClusterPlan
 from xds.pipeline.topology import SourceState, Topology
-from xds.shared.resource_types import SHORT_TYPE_NAMES
-
-# The undocumented `*_created` series double every counter and histogram; nobody asked for them.
-disable_created_metrics()  # type: ignore[no-untyped-call]
-
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-STREAM_END_REASONS = ("client_closed", "cancelled", "server_shutdown", "invalid_request", "error")
-REFUSAL_REASONS = ("at_limit", "overloaded", "unauthenticated", "permission_denied")
-
-
-@dataclass(frozen=True, slots=True)
-class TypeCounters:
-    pushes: Counter
-    response_bytes: Counter
-    acks: Counter
-    nacks: Counter
-
-
-class StreamMetrics:
-    """What one serving process records about its ADS streams."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
-        self.streams = Gauge("kafka_xds_connected_streams", "ADS streams connected now", registry=r)
-        self.pushes = Counter("kafka_xds_pushes", "Responses sent", ["type"], registry=r)
-        self.response_bytes = Counter(
-            "kafka_xds_response_bytes", "Bytes of responses sent", ["type"], registry=r
-        )
-        self.acks = Counter("kafka_xds_acks", "Requests that ACKed a response", ["type"], registry=r)
-        self.nacks = Counter("kafka_xds_nacks", "Requests that NACKed a response", ["type"], registry=r)
-        self.streams_ended = Counter(
-            "kafka_xds_streams_ended", "ADS streams that ended, by why", ["reason"], registry=r
-        )
-        self.streams_refused = Counter(
-            "kafka_xds_streams_refused",
-            "ADS streams refused before serving them, by why",
-            ["reason"],
-            registry=r,
-        )
-        self.fanout_seconds = Histogram(
-            "kafka_xds_push_fanout_seconds",
-            "From a change seen by a source to every connected stream having handled it",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.convergence_seconds = Histogram(
-            "kafka_xds_convergence_seconds",
-            "From a change seen by a source to a sidecar's ACK of it (sidecars connected at the time)",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.initial_sync_seconds = Histogram(
-            "kafka_xds_initial_sync_seconds",
-            "From a stream's start to every type it requested being ACKed at the current snapshot",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.loop_lag_seconds = Gauge(
-            "kafka_xds_event_loop_lag_seconds",
-            "How late the serving event loop ran a timer, lately (the overload signal)",
-            registry=r,
-        )
-        # Labelled children looked up once: the hot path counts every response and ACK.
-        self.by_type = {
-            type_url: TypeCounters(
-                self.pushes.labels(short),
-                self.response_bytes.labels(short),
-                self.acks.labels(short),
-                self.nacks.labels(short),
-            )
-            for type_url, short in SHORT_TYPE_NAMES.items()
-        }
-        for reason in STREAM_END_REASONS:
-            self.streams_ended.labels(reason)
-        for reason in REFUSAL_REASONS:
-            self.streams_refused.labels(reason)
+from xds.shared.prometheus import LATENCY_BUCKETS
 
 
 class Metrics:
     """The pipeline's metrics and the process's registry (with the standard process and Python ones)."""
 
-    def __init__(self, serve_in_process: bool = True) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        self.stream = StreamMetrics(r) if serve_in_process else None
         self.brokers = Gauge(
             "kafka_xds_brokers", "Brokers by cluster and state", ["cluster", "state"], registry=r
         )
@@ -143,7 +66,7 @@ class Metrics:
         self.snapshot_build_seconds = Histogram(
             "kafka_xds_snapshot_build_seconds",
             "Time to build a snapshot",
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.snapshot_build_failures = Counter(

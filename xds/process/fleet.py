@@ -15,10 +15,10 @@ from prometheus_client.metrics_core import Metric
 
 from xds.config.model import XdsSettings
 from xds.debug.streams import StreamQuery, merge, report
-from xds.pipeline.metrics import StreamMetrics
 from xds.pipeline.publisher import SnapshotCache
 from xds.serving.access import AccessPolicy
 from xds.serving.protocol import ServedSnapshot
+from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import AdsServer
 
 

@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from xds.debug.streams import report
-from xds.pipeline.metrics import StreamMetrics
 from xds.process.spawn import receive, send
 from xds.serving.access import AccessPolicy
 from xds.serving.protocol import ResourceRecord, ServedSnapshot
+from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import AdsServer
 from xds.shared.errors import StartupError
 from xds.shared.log import configure, event

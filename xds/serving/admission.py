@@ -18,8 +18,8 @@ from collections.abc import Callable
 import grpc
 from grpc import aio
 
-from xds.pipeline.metrics import StreamMetrics
 from xds.serving.access import AccessPolicy, Refusal, admit, identity_of
+from xds.serving.stream_metrics import StreamMetrics
 from xds.shared.log import Repeats, event
 
 log = logging.getLogger("kafka_xds.server")

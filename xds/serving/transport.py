@@ -30,7 +30,6 @@ import grpc
 from grpc import aio
 
 from xds.config.model import ConfigError, XdsSettings
-from xds.pipeline.metrics import StreamMetrics
 from xds.serving.access import AccessPolicy
 from xds.serving.admission import Admission
 from xds.serving.protocol import (
@@ -50,6 +49,7 @@ from xds.serving.protocol import (
     Views,
 )
 from xds.serving.protocol.messages import DeltaRequest, SotwRequest, control_plane
+from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.tls import ServerCertificates
 from xds.shared.addresses import join_listen, parse_listen
 from xds.shared.errors import StartupError
