@@ -22,7 +22,8 @@ from tests.support.kafka import TANSU_NODE_ID, KafkaRelay
 from tests.support.wait import eventually
 from xds.config.model import parse_config
 from xds.demo.brokers import Certs, exchange
-from xds.pipeline.sources.kraft import KafkaMetadataClient, KraftSource
+from xds.kafka.client import KafkaMetadataClient
+from xds.pipeline.sources.kraft import KraftSource
 from xds.pipeline.topology import SourceState, Topology
 from xds.shared.addresses import HostPort
 

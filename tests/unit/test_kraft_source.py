@@ -18,15 +18,9 @@ import trustme
 from tests.support.wait import eventually
 from xds.config.model import ConfigError, parse_config
 from xds.config.model import KraftSource as KraftSettings
-from xds.pipeline.sources.kraft import (
-    ClusterMetadata,
-    KraftSource,
-    MetadataBroker,
-    MetadataError,
-    backoff_delay,
-    decode_metadata,
-    make_ssl_context,
-)
+from xds.kafka.client import make_ssl_context
+from xds.kafka.metadata import ClusterMetadata, MetadataBroker, MetadataError, decode_metadata
+from xds.pipeline.sources.kraft import KraftSource, backoff_delay
 from xds.pipeline.topology import SourceState, Topology
 from xds.shared.addresses import HostPort
 

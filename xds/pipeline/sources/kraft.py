@@ -17,56 +17,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaConnectionError, KafkaError
-from aiokafka.protocol.metadata import MetadataRequest
 
 from xds.config.model import KafkaCluster
 from xds.config.model import KraftSource as KraftSettings
+from xds.kafka.client import KafkaMetadataClient, MetadataClient, describe_error, parse_bootstrap_server
+from xds.kafka.metadata import ClusterMetadata, MetadataError
 from xds.pipeline.sources.base import Publish, gave_up_waiting, kept
 from xds.pipeline.topology import Broker, SourceState, Topology
 from xds.shared.addresses import HostPort
-from xds.shared.log import Repeats, event, read_secret
+from xds.shared.log import Repeats, event
 
 log = logging.getLogger("kafka_xds.sources.kraft")
 
 _WAITING_NOTICE_SECONDS = 1.0  # how long a first answer may take before /readyz says why it waits
 LEARNED_TRIES_PER_POLL = 3  # learned brokers tried per poll after the bootstrap servers (rotating)
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataBroker:
-    node_id: int
-    host: str
-    port: int
-    rack: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterMetadata:
-    """What one Metadata answer says about the cluster."""
-
-    cluster_id: str | None
-    controller_id: int | None
-    brokers: tuple[MetadataBroker, ...]
-
-
-class MetadataClient(Protocol):
-    """Asks one server for the cluster's Metadata. Raises OSError, TimeoutError or MetadataError."""
-
-    async def fetch(self, server: HostPort) -> ClusterMetadata: ...
-
-    async def close(self) -> None: ...
-
-
-class MetadataError(Exception):
-    """A server answered, but not usefully (a Kafka error, an unexpected answer)."""
 
 
 def backoff_delay(failures: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
@@ -79,12 +45,6 @@ def backoff_delay(failures: int, base: float, cap: float, rng: Callable[[], floa
         return base
     ceiling = min(cap, base * 2.0 ** min(failures, 32))
     return max(base, ceiling * (0.5 + rng() / 2))
-
-
-def parse_bootstrap_server(server: str) -> HostPort:
-    """`host:port` or `[v6]:port` (the config has checked the shape already)."""
-    host, _, port = server.rpartition(":")
-    return HostPort(host.strip("[]"), int(port))
 
 
 class KraftSource:
@@ -285,144 +245,3 @@ class KraftSource:
 def _endpoint_text(broker: Broker | None, listener: str) -> str | None:
     endpoint = broker.endpoint(listener) if broker is not None else None
     return str(endpoint) if endpoint is not None else None
-
-
-def describe_error(err: BaseException) -> str:
-    """An error as one short line an operator can act on."""
-    if isinstance(err, TimeoutError):
-        return "timed out"
-    if isinstance(err, ssl.SSLError):
-        return f"TLS: {err.reason or err}"
-    if isinstance(err, ConnectionRefusedError):
-        return "connection refused"
-    text = str(err) or type(err).__name__
-    return text if type(err).__name__ in text else f"{type(err).__name__}: {text}"
-
-
-class KafkaMetadataClient:
-    """Metadata over aiokafka's connection class, keeping the connection to the last server open.
-
-    aiokafka negotiates the Metadata version with the broker (ApiVersions), and does TLS and SASL.
-    TLS files and the SASL password are read again for every new connection, so rotated certificates
-    and passwords are picked up without a restart.
-    """
-
-    def __init__(self, settings: KraftSettings, cluster: str) -> None:
-        self._settings = settings
-        self._client_id = f"kafka-xds-{cluster}"
-        self._connection: Any = None  # aiokafka.conn.AIOKafkaConnection (untyped)
-        self._server: HostPort | None = None
-
-    async def fetch(self, server: HostPort) -> ClusterMetadata:
-        reused = self._connection is not None and self._server == server and self._connection.connected()
-        if reused:
-            try:
-                return await self._fetch(server)
-            except (OSError, TimeoutError, KafkaConnectionError) as err:
-                # A kept-open connection may have been closed under us (the broker's
-                # connections.max.idle.ms, a load balancer's idle timeout, a restart): that says
-                # nothing about the server yet. Ask again over a new connection.
-                event(
-                    log,
-                    logging.DEBUG,
-                    "kept connection failed; reconnecting",
-                    server=str(server),
-                    error=repr(err),
-                )
-        try:
-            return await self._fetch(server)
-        except KafkaConnectionError as err:
-            raise MetadataError(describe_error(err)) from err
-
-    async def _fetch(self, server: HostPort) -> ClusterMetadata:
-        timeout = self._settings.request_timeout_seconds
-        try:
-            connection = await self._connection_to(server, timeout)
-            request = MetadataRequest(topics=[], allow_auto_topic_creation=False)
-            response = await asyncio.wait_for(connection.send(request), timeout)
-        except KafkaConnectionError:
-            await self.close()
-            raise
-        except KafkaError as err:
-            await self.close()
-            raise MetadataError(describe_error(err)) from err
-        except (OSError, TimeoutError):
-            await self.close()
-            raise
-        return decode_metadata(response.to_object())
-
-    async def _connection_to(self, server: HostPort, timeout: float) -> Any:
-        if self._connection is not None and self._server == server and self._connection.connected():
-            return self._connection
-        await self.close()
-        ssl_context, password = await asyncio.to_thread(self._read_security_files)
-        settings = self._settings
-        sasl = settings.sasl
-        connection = await asyncio.wait_for(
-            create_conn(
-                server.host,
-                server.port,
-                client_id=self._client_id,
-                request_timeout_ms=int(timeout * 1000),
-                ssl_context=ssl_context,
-                security_protocol=settings.security_protocol,
-                sasl_mechanism=sasl.mechanism if sasl is not None else None,
-                sasl_plain_username=sasl.username if sasl is not None else None,
-                sasl_plain_password=password,
-            ),
-            timeout,
-        )
-        self._connection, self._server = connection, server
-        return connection
-
-    def _read_security_files(self) -> tuple[ssl.SSLContext | None, str | None]:
-        """Runs in a worker thread: file reads and certificate parsing block."""
-        settings = self._settings
-        context = None
-        if settings.security_protocol in ("SSL", "SASL_SSL"):
-            context = make_ssl_context(settings)
-        password = None
-        if settings.sasl is not None:
-            password = read_secret(settings.sasl.password_file)  # aiokafka's debug lines show it otherwise
-        return context, password
-
-    async def close(self) -> None:
-        connection, self._connection, self._server = self._connection, None, None
-        if connection is not None:
-            connection.close(reason=None)
-
-
-def make_ssl_context(settings: KraftSettings) -> ssl.SSLContext:
-    """The TLS client context for the bootstrap listener (blocking: reads files)."""
-    tls = settings.ssl
-    context = ssl.create_default_context(cafile=tls.ca_file if tls is not None else None)
-    if tls is not None:
-        context.check_hostname = tls.check_hostname
-        if tls.cert_file is not None and tls.key_file is not None:
-            password = None
-            if tls.key_password_file is not None:
-                password = read_secret(tls.key_password_file)
-            context.load_cert_chain(tls.cert_file, tls.key_file, password)
-    return context
-
-
-def decode_metadata(answer: dict[str, Any]) -> ClusterMetadata:
-    """aiokafka's decoded Metadata response (any version) as ClusterMetadata."""
-    try:
-        brokers = tuple(
-            MetadataBroker(
-                int(broker["node_id"]), str(broker["host"]), int(broker["port"]), broker.get("rack")
-            )
-            for broker in answer["brokers"]
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise MetadataError(f"unexpected Metadata answer: {err!r}") from None
-    ids = [broker.node_id for broker in brokers]
-    if len(set(ids)) != len(ids):
-        raise MetadataError(f"Metadata answer lists a broker id twice: {sorted(ids)}")
-    controller = answer.get("controller_id")
-    return ClusterMetadata(
-        answer.get("cluster_id"),
-        int(controller) if controller is not None and controller >= 0 else None,
-        brokers,
-    )
