@@ -8,8 +8,8 @@ from envoy_data_plane.envoy.config.core.v3 import Node
 
 from tests.support.protocol_world import CDS, NOW, World, ack, nack, only, sotw_stream
 from tests.support.xds_wire import sotw_request
-from xds.debug.streams import LAGGING_SECONDS, StreamQuery, merge, report
 from xds.serving.protocol import StreamProtocol, Views
+from xds.serving.reports import LAGGING_SECONDS, StreamQuery, merge, report
 from xds.serving.transport import StreamInfo
 
 

@@ -22,9 +22,9 @@ from tests.support.secret_volume import SecretVolume
 from tests.support.wait import eventually
 from tests.unit.test_server import AdsClient
 from xds.config.model import XdsSettings, XdsTls
-from xds.debug.streams import StreamQuery, report
 from xds.demo.brokers import Certs, make_certs
 from xds.serving.access import AccessPolicy
+from xds.serving.reports import StreamQuery, report
 from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import AdsServer
 from xds.shared.errors import StartupError

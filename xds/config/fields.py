@@ -13,15 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from xds.shared.addresses import parse_listen
-
-
-class ConfigError(Exception):
-    """A configuration problem, reported as `key: problem` on one line."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
+from xds.shared.errors import ConfigError as ConfigError
 
 
 class _DuplicateKey(yaml.YAMLError):

@@ -10,7 +10,7 @@ import time
 from html import escape
 from typing import Any
 
-from xds.debug.streams import LAGGING_SECONDS
+from xds.serving.reports import LAGGING_SECONDS
 
 _STYLE = """
 body{font:15px/1.4 system-ui,sans-serif;margin:0;padding:12px;color:#1d2330;background:#f6f7f9}

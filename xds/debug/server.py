@@ -21,12 +21,12 @@ from prometheus_client.registry import Collector
 from xds.config.model import Config, ConfigError
 from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_topology
-from xds.debug.streams import MAX_PAGE, STATES, StreamQuery
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import format_plan_table, plan_rows
 from xds.pipeline.publisher import SnapshotCache
 from xds.process.fleet import Fleet
+from xds.serving.reports import MAX_PAGE, STATES, StreamQuery
 from xds.shared.addresses import parse_listen
 from xds.shared.errors import StartupError
 from xds.shared.log import event, register_secret

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 from prometheus_client.metrics_core import Metric
 
 from xds.config.model import XdsSettings
-from xds.debug.streams import StreamQuery, merge, report
 from xds.pipeline.publisher import SnapshotCache
 from xds.serving.access import AccessPolicy
 from xds.serving.protocol import ServedSnapshot
+from xds.serving.reports import StreamQuery, merge, report
 from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import AdsServer
 

@@ -26,11 +26,11 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from xds.config.model import Config
-from xds.debug.streams import StreamQuery, merge
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.publisher import SnapshotCache
 from xds.pipeline.snapshot import Snapshot
 from xds.process.spawn import Spawned, receive, send, spawn
+from xds.serving.reports import StreamQuery, merge
 from xds.shared.addresses import join_listen, parse_listen, reserve_port
 from xds.shared.errors import StartupError
 from xds.shared.log import JsonFormatter, event

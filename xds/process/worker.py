@@ -21,10 +21,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from xds.debug.streams import report
 from xds.process.spawn import receive, send
 from xds.serving.access import AccessPolicy
 from xds.serving.protocol import ResourceRecord, ServedSnapshot
+from xds.serving.reports import report
 from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import AdsServer
 from xds.shared.errors import StartupError

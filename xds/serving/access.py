@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from xds.config.model import AccessRule
+from xds.serving.settings import AccessRuleSettings
 
 _CACHE_LIMIT = 10_000  # distinct identities remembered; beyond that they are matched again
 
@@ -70,7 +70,7 @@ class AccessPolicy:
         return found
 
 
-def access_policy(rules: Sequence[AccessRule] | None) -> AccessPolicy | None:
+def access_policy(rules: Sequence[AccessRuleSettings] | None) -> AccessPolicy | None:
     """The policy of a config's `access` section; None without one (every sidecar sees everything)."""
     if rules is None:
         return None

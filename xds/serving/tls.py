@@ -24,7 +24,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from xds.config.model import ConfigError, XdsTls
+from xds.serving.settings import ServingTls
+from xds.shared.errors import ConfigError
 from xds.shared.log import event
 
 log = logging.getLogger("kafka_xds.server")
@@ -48,7 +49,7 @@ class _Loaded:
 class ServerCertificates:
     """The certificate files of `xds.tls`, as gRPC server credentials that follow file changes."""
 
-    def __init__(self, tls: XdsTls) -> None:
+    def __init__(self, tls: ServingTls) -> None:
         self._tls = tls
         self._files: tuple[tuple[str, str], ...] = (
             ("xds.tls.cert_file", tls.cert_file),

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import grpc
 from grpc import aio
 
-from xds.config.model import ConfigError, XdsSettings
 from xds.serving.access import AccessPolicy
 from xds.serving.admission import Admission
 from xds.serving.protocol import (
@@ -49,10 +48,11 @@ from xds.serving.protocol import (
     Views,
 )
 from xds.serving.protocol.messages import DeltaRequest, SotwRequest, control_plane
+from xds.serving.settings import ServingSettings
 from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.tls import ServerCertificates
 from xds.shared.addresses import join_listen, parse_listen
-from xds.shared.errors import StartupError
+from xds.shared.errors import ConfigError, StartupError
 from xds.shared.log import event
 from xds.shared.resource_types import SHORT_TYPE_NAMES
 
@@ -117,7 +117,7 @@ class AdsServer:
 
     def __init__(
         self,
-        settings: XdsSettings,
+        settings: ServingSettings,
         metrics: StreamMetrics,
         identifier: str = "kafka-xds",
         worker: int = 0,
