@@ -28,10 +28,12 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from xds.config.model import Config, UpstreamTls, parse_config
 from xds.pipeline.grace import GraceState
 from xds.pipeline.plan import PlannedBroker, plan_cluster
-from xds.pipeline.resources import ENCODERS, Encoders, ResourceBuilder
+from xds.pipeline.resources.builder import ResourceBuilder
+from xds.pipeline.resources.encode import ENCODERS
+from xds.pipeline.resources.inputs import Encoders
+from xds.pipeline.resources.typed import TYPED_ENCODERS
 from xds.pipeline.snapshot import Snapshot
 from xds.pipeline.topology import Broker, SourceState, Topology
-from xds.pipeline.typed import TYPED_ENCODERS
 from xds.shared.addresses import HostPort
 from xds.shared.resource_types import SHORT_TYPE_NAMES, TYPE_ORDER
 

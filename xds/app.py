@@ -12,7 +12,7 @@ from xds.config.model import Config
 from xds.debug.server import DebugServer
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
-from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.publisher import Publisher
 from xds.pipeline.sources.base import Source
 from xds.pipeline.topology import Topology
 from xds.process.fleet import Fleet, LocalFleet
@@ -67,7 +67,7 @@ class Application:
         workers = config.xds.worker_count
         self.metrics = Metrics()
         self.metrics.start_clusters(cluster.name for cluster in config.kafka_clusters)
-        self.cache = SnapshotCache()
+        self.cache = Publisher()
         self.controller = Controller(config, self.cache, metrics=self.metrics)
         self.fleet: Fleet = self._fleet(workers)
         self.debug = DebugServer(config, self.controller, self.cache, self.fleet, self.metrics)

@@ -68,8 +68,8 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
-from xds.pipeline.resources import CertificateInputs, TrustedCaInputs, watched_directory
-from xds.pipeline.typed import typed_certificate, typed_trusted_ca
+from xds.pipeline.resources.inputs import CertificateInputs, TrustedCaInputs, watched_directory
+from xds.pipeline.resources.typed import typed_certificate, typed_trusted_ca
 from xds.shared.addresses import HostPort, is_host, is_ip, parse_listen
 
 XDS_CLUSTER = "kafka_xds"

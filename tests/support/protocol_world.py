@@ -18,7 +18,7 @@ from tests.support.xds_wire import (
 )
 from xds.config.model import SidecarSettings, UpstreamTls
 from xds.pipeline.plan import BrokerStatus, PlannedBroker
-from xds.pipeline.resources import ResourceBuilder
+from xds.pipeline.resources.builder import ResourceBuilder
 from xds.pipeline.snapshot import Snapshot
 from xds.serving.protocol import (
     Delta,

@@ -18,7 +18,7 @@ from envoy_data_plane.envoy.service.discovery.v3 import (
 )
 from envoy_data_plane.google.rpc import Status
 
-from xds.pipeline.typed import decode
+from xds.pipeline.resources.typed import decode
 from xds.serving.protocol import DeltaRequest, SotwRequest
 from xds.serving.protocol.messages import parse_delta, parse_sotw
 

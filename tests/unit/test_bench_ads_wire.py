@@ -14,8 +14,9 @@ from envoy_data_plane.google.protobuf import Any
 from benchmarks.ads_wire import ResponseReader, SotwRequests, delta_request, node
 from xds.config.model import SidecarSettings, UpstreamTls
 from xds.pipeline.plan import PlannedBroker
-from xds.pipeline.resources import BuiltResource, ResourceBuilder
+from xds.pipeline.resources.builder import ResourceBuilder
 from xds.shared.addresses import HostPort
+from xds.shared.resource import Resource as BuiltResource
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE
 
 

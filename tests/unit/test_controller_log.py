@@ -9,12 +9,12 @@ import pytest
 
 from tests.unit.test_pipeline import broker, controller_config, synced
 from xds.pipeline.controller import Controller
-from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.publisher import Publisher
 
 
 @pytest.fixture
 def controller() -> Controller:
-    return Controller(controller_config(0, {"client_listener": "CLIENT"}), SnapshotCache())
+    return Controller(controller_config(0, {"client_listener": "CLIENT"}), Publisher())
 
 
 def _logged(caplog: pytest.LogCaptureFixture, text: str) -> list[dict[str, Any]]:

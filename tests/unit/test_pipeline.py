@@ -14,9 +14,11 @@ from xds.pipeline.controller import Controller
 from xds.pipeline.grace import GraceState
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import BrokerStatus, PlannedBroker, plan_cluster, upstream_names
-from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.publisher import Publisher
 from xds.pipeline.resolve import HostResolver, Resolution
-from xds.pipeline.resources import ResourceBuilder, resource_name
+from xds.pipeline.resources.builder import ResourceBuilder
+from xds.pipeline.resources.inputs import resource_name
+from xds.pipeline.resources.typed import decoded
 from xds.pipeline.snapshot import InconsistentSnapshot, Snapshot
 from xds.pipeline.topology import Broker, SourceState, Topology
 from xds.shared.addresses import HostPort
@@ -200,7 +202,7 @@ def test_resources_are_named_cluster_slash_broker_id():
 
 def test_listener_forwards_to_its_cluster_on_the_planned_address():
     built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
-    listener = built.listener.decode().to_dict()
+    listener = decoded(built.listener).to_dict()
     assert listener["address"]["socketAddress"] == {"address": "127.0.0.10", "portValue": 9091}
     proxy = listener["filterChains"][0]["filters"][0]["typedConfig"]
     assert proxy["cluster"] == "kafka-a/broker-1"
@@ -210,7 +212,7 @@ def test_listener_forwards_to_its_cluster_on_the_planned_address():
 
 def test_cluster_is_eds_with_mtls_and_kafka_friendly_connection_settings():
     built = ResourceBuilder().build([(planned(1), TLS)], SidecarSettings())[0]
-    cluster_dict = built.cluster.decode().to_dict()
+    cluster_dict = decoded(built.cluster).to_dict()
     assert cluster_dict["type"] == "EDS"
     assert cluster_dict["edsClusterConfig"]["edsConfig"]["ads"] == {}
     assert cluster_dict["connectTimeout"] == "5s"
@@ -219,7 +221,7 @@ def test_cluster_is_eds_with_mtls_and_kafka_friendly_connection_settings():
     context = tls["commonTlsContext"]
     assert context["tlsCertificateSdsSecretConfigs"][0]["name"] == "kafka-a/client-certificate"
     assert context["validationContextSdsSecretConfig"]["name"] == "kafka-a/trusted-ca"
-    certificate, trusted_ca = (secret.decode().to_dict() for secret in built.secrets)
+    certificate, trusted_ca = (decoded(secret).to_dict() for secret in built.secrets)
     assert certificate["tlsCertificate"]["certificateChain"] == {"filename": "/etc/client.pem"}
     assert certificate["tlsCertificate"]["privateKey"] == {"filename": "/etc/client.key"}
     assert trusted_ca["validationContext"]["trustedCa"] == {"filename": "/etc/ca.pem"}
@@ -236,17 +238,17 @@ def test_sni_is_the_brokers_dns_name_when_it_registered_one():
         server_name="kafka-0.kafka.svc",
     )
     built = ResourceBuilder().build([(named, TLS)], SidecarSettings())[0]
-    assert built.cluster.decode().to_dict()["transportSocket"]["typedConfig"]["sni"] == "kafka-0.kafka.svc"
+    assert decoded(built.cluster).to_dict()["transportSocket"]["typedConfig"]["sni"] == "kafka-0.kafka.svc"
 
 
 def test_plain_tcp_cluster_has_no_transport_socket():
     built = ResourceBuilder().build([(planned(1), None)], SidecarSettings())[0]
-    assert "transportSocket" not in built.cluster.decode().to_dict()
+    assert "transportSocket" not in decoded(built.cluster).to_dict()
 
 
 def test_endpoints_carry_the_rack_as_locality_zone():
     built = ResourceBuilder().build([(planned(1, rack="euw1-az2"), TLS)], SidecarSettings())[0]
-    assignment = built.endpoints.decode().to_dict()
+    assignment = decoded(built.endpoints).to_dict()
     group = assignment["endpoints"][0]
     assert group["locality"] == {"zone": "euw1-az2"}
     address = group["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
@@ -255,7 +257,7 @@ def test_endpoints_carry_the_rack_as_locality_zone():
 
 def test_broker_in_grace_has_no_endpoints():
     built = ResourceBuilder().build([(planned(1, upstream=None), TLS)], SidecarSettings())[0]
-    assert built.endpoints.decode().to_dict().get("endpoints", []) == []
+    assert decoded(built.endpoints).to_dict().get("endpoints", []) == []
 
 
 def test_moving_a_broker_changes_only_its_endpoints_and_rebuilds_nothing_else():
@@ -394,7 +396,7 @@ def controller_config(debounce_ms: int, *clusters: dict[str, Any]) -> Config:
 
 async def test_controller_publishes_nothing_until_every_source_synced():
     config = controller_config(0, {}, {})
-    cache = SnapshotCache()
+    cache = Publisher()
     controller = Controller(config, cache)
     controller.submit(Topology.create("kafka-a", "static", SourceState.SYNCED, [broker(1)]))
     assert await controller.rebuild() is None
@@ -409,7 +411,7 @@ async def test_controller_publishes_nothing_until_every_source_synced():
 
 async def test_controller_debounces_a_burst_into_one_publish():
     config = controller_config(200, {})
-    cache = SnapshotCache()
+    cache = Publisher()
     controller = Controller(config, cache)
     task = asyncio.create_task(controller.run())
     try:
@@ -431,7 +433,7 @@ async def test_controller_debounces_a_burst_into_one_publish():
 async def test_controller_removes_a_departed_broker_at_its_grace_deadline():
     now = [1000.0]
     config = controller_config(0, {"removal_grace_seconds": 0.3})
-    cache = SnapshotCache()
+    cache = Publisher()
     controller = Controller(config, cache, clock=lambda: now[0])
     controller.submit(synced(broker(1), broker(2)))
     await controller.rebuild()
@@ -455,7 +457,7 @@ async def test_controller_removes_a_departed_broker_at_its_grace_deadline():
 
 async def test_controller_logs_a_broker_the_plan_leaves_out_once(caplog):
     config = controller_config(0, {"max_broker_id": 5})
-    controller = Controller(config, SnapshotCache())
+    controller = Controller(config, Publisher())
     caplog.set_level(logging.ERROR, logger="kafka_xds")
     controller.submit(synced(broker(1), broker(9)))
     await controller.rebuild()
@@ -468,7 +470,7 @@ async def test_controller_logs_a_broker_the_plan_leaves_out_once(caplog):
 
 async def test_source_errors_count_trouble_not_notices():
     metrics = Metrics()
-    controller = Controller(controller_config(0, {}), SnapshotCache(), metrics=metrics)
+    controller = Controller(controller_config(0, {}), Publisher(), metrics=metrics)
 
     def errors() -> float:
         value = metrics.registry.get_sample_value("kafka_xds_source_errors_total", {"cluster": "kafka-a"})
@@ -485,7 +487,7 @@ async def test_source_errors_count_trouble_not_notices():
 
 async def test_an_isolated_change_is_published_at_once_and_a_burst_once_per_window():
     config = controller_config(1500, {})
-    cache = SnapshotCache()
+    cache = Publisher()
     controller = Controller(config, cache)
     task = asyncio.create_task(controller.run())
 

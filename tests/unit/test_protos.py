@@ -7,8 +7,8 @@ from envoy_data_plane.google.protobuf import Any
 
 from xds.config.model import SidecarSettings, UpstreamTls
 from xds.pipeline.plan import PlannedBroker
-from xds.pipeline.resources import ResourceBuilder
-from xds.pipeline.typed import MESSAGE_TYPES
+from xds.pipeline.resources.builder import ResourceBuilder
+from xds.pipeline.resources.typed import MESSAGE_TYPES, decoded
 from xds.shared.addresses import HostPort
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
@@ -25,7 +25,7 @@ def test_resource_types_round_trip_through_any(type_url):
         SECRET_TYPE: built.secrets[0],
     }[type_url]
     assert resource.type_url == type_url
-    decoded = Any.parse(bytes(Any(type_url=resource.type_url, value=resource.payload))).unpack()
-    assert isinstance(decoded, MESSAGE_TYPES[type_url])
-    assert decoded.to_dict() == resource.decode().to_dict()
-    assert bytes(decoded) == resource.payload
+    unpacked = Any.parse(bytes(Any(type_url=resource.type_url, value=resource.payload))).unpack()
+    assert isinstance(unpacked, MESSAGE_TYPES[type_url])
+    assert unpacked.to_dict() == decoded(resource).to_dict()
+    assert bytes(unpacked) == resource.payload

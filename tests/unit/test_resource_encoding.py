@@ -19,27 +19,30 @@ import betterproto2
 import pytest
 
 from xds.config.model import SidecarSettings, UpstreamTls
-from xds.pipeline import resources
 from xds.pipeline.plan import PlannedBroker
-from xds.pipeline.resources import (
-    CertificateInputs,
-    ClusterInputs,
-    EndpointInputs,
-    ListenerInputs,
-    ResourceBuilder,
-    TlsSecrets,
-    TrustedCaInputs,
+from xds.pipeline.resources import encode
+from xds.pipeline.resources.builder import ResourceBuilder
+from xds.pipeline.resources.encode import (
     encode_certificate,
     encode_cluster,
     encode_endpoints,
     encode_listener,
     encode_trusted_ca,
+)
+from xds.pipeline.resources.inputs import (
+    CertificateInputs,
+    ClusterInputs,
+    EndpointInputs,
+    ListenerInputs,
+    TlsSecrets,
+    TrustedCaInputs,
     resource_name,
     watched_directory,
 )
-from xds.pipeline.typed import (
+from xds.pipeline.resources.typed import (
     TYPED_ENCODERS,
     decode,
+    decoded,
     typed_certificate,
     typed_cluster,
     typed_endpoints,
@@ -301,7 +304,7 @@ def test_a_one_byte_change_in_an_encoder_is_caught(kind):
 
 
 def test_a_changed_constant_in_the_listener_encoder_is_caught(monkeypatch):
-    monkeypatch.setattr(resources, "_OUTBOUND", wire.int64(16, 1))  # INBOUND: one byte apart
+    monkeypatch.setattr(encode, "_OUTBOUND", wire.int64(16, 1))  # INBOUND: one byte apart
     with pytest.raises(AssertionError, match="bytes differ"):
         assert_same_bytes(LISTENER_CASES, typed_listener, encode_listener)
 
@@ -417,12 +420,12 @@ def test_a_kafka_clusters_brokers_share_its_two_secrets():
 def test_a_plain_tcp_cluster_uses_no_secrets():
     built = ResourceBuilder().build(plan(6), SidecarSettings())[5]  # broker 5: no TLS
     assert built.secrets == () and built.cluster.references == frozenset()
-    assert "transportSocket" not in built.cluster.decode().to_dict()
+    assert "transportSocket" not in decoded(built.cluster).to_dict()
 
 
 def test_the_cluster_names_its_secrets_and_never_a_file():
     built = ResourceBuilder().build(plan(1), SidecarSettings())[0]
-    tls = built.cluster.decode().to_dict()["transportSocket"]["typedConfig"]["commonTlsContext"]
+    tls = decoded(built.cluster).to_dict()["transportSocket"]["typedConfig"]["commonTlsContext"]
     ads = {"ads": {}, "resourceApiVersion": "V3"}
     assert tls == {
         "tlsCertificateSdsSecretConfigs": [{"name": "kafka-0/client-certificate", "sdsConfig": ads}],
@@ -437,7 +440,7 @@ def test_secrets_name_the_files_and_the_directory_to_watch():
     )
     planned = PlannedBroker("kafka-a", 1, HostPort("127.0.0.10", 9091), HostPort("10.0.0.1", 9094), None)
     certificate, trusted_ca = ResourceBuilder().build([(planned, tls)], SidecarSettings())[0].secrets
-    assert certificate.decode().to_dict() == {
+    assert decoded(certificate).to_dict() == {
         "name": "kafka-a/client-certificate",
         "tlsCertificate": {
             "certificateChain": {"filename": "/etc/kafka-tls/tls.crt"},
@@ -445,7 +448,7 @@ def test_secrets_name_the_files_and_the_directory_to_watch():
             "watchedDirectory": {"path": "/etc/kafka-tls"},
         },
     }
-    assert trusted_ca.decode().to_dict() == {
+    assert decoded(trusted_ca).to_dict() == {
         "name": "kafka-a/trusted-ca",
         "validationContext": {
             "trustedCa": {"filename": "/etc/kafka-ca/ca.crt"},
@@ -470,7 +473,7 @@ def test_the_watched_directory_is_the_files_directory_as_configured(path, direct
 
 def test_cluster_stats_name_is_its_name_with_dots_for_slashes():
     built = ResourceBuilder().build(plan(3), SidecarSettings())[2]
-    cluster = built.cluster.decode().to_dict()
+    cluster = decoded(built.cluster).to_dict()
     assert (cluster["name"], cluster["altStatName"]) == ("kafka-0/broker-2", "kafka-0.broker-2")
 
 
@@ -479,8 +482,8 @@ def test_decode_reads_each_payload_back_into_its_message(type_url):
     built = ResourceBuilder().build(plan(1), SidecarSettings())[0]
     for resource in (built.listener, built.cluster, built.endpoints, *built.secrets):
         if resource.type_url == type_url:
-            assert bytes(resource.decode()) == resource.payload
-            assert resource.decode().to_dict() == decode(type_url, resource.payload).to_dict()
+            assert bytes(decoded(resource)) == resource.payload
+            assert decoded(resource).to_dict() == decode(type_url, resource.payload).to_dict()
 
 
 def test_decode_refuses_a_type_it_does_not_know():

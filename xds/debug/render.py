@@ -55,6 +55,10 @@ def render_snapshot_chunks(
     """The snapshot as JSON text in pieces, one resource at a time, so large snapshots stream.
 
     `type_filter` takes a type URL or its short name (secrets, clusters, endpoints, listeners)."""
+    # Imported here: the typed model costs well over half a second of import time, which a
+    # replica's start does not need to pay.
+    from xds.pipeline.resources.typed import decoded
+
     versions = {
         SHORT_TYPE_NAMES.get(type_url, type_url): version for type_url, version in snapshot.versions().items()
     }
@@ -71,7 +75,7 @@ def render_snapshot_chunks(
         for name, resource in typed.resources.items():
             if name_filter and name != name_filter:
                 continue
-            body = {"version": resource.version, "resource": redact(resource.decode().to_dict())}
+            body = {"version": resource.version, "resource": redact(decoded(resource).to_dict())}
             yield ("" if first_resource else ",") + json.dumps(name) + ":" + json.dumps(body)
             first_resource = False
         yield "}}"

@@ -24,7 +24,7 @@ from xds.debug.render import render_snapshot_chunks, render_topology
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import format_plan_table, plan_rows
-from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.publisher import Publisher
 from xds.process.fleet import Fleet
 from xds.serving.reports import MAX_PAGE, STATES, StreamQuery
 from xds.shared.addresses import parse_listen
@@ -66,7 +66,7 @@ class DebugServer:
         self,
         config: Config,
         controller: Controller,
-        cache: SnapshotCache,
+        cache: Publisher,
         fleet: Fleet,
         metrics: Metrics,
     ) -> None:

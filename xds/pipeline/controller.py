@@ -18,9 +18,9 @@ from xds.config.model import Config, UpstreamTls
 from xds.pipeline.grace import GraceState
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import BrokerStatus, ClusterPlan, PlannedBroker, plan_cluster, upstream_names
-from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.publisher import Publisher
 from xds.pipeline.resolve import HostResolver
-from xds.pipeline.resources import ResourceBuilder
+from xds.pipeline.resources.builder import ResourceBuilder
 from xds.pipeline.snapshot import Snapshot
 from xds.pipeline.topology import SourceState, Topology
 from xds.shared.log import event
@@ -45,7 +45,7 @@ class Controller:
     def __init__(
         self,
         config: Config,
-        cache: SnapshotCache,
+        cache: Publisher,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:

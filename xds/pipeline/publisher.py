@@ -10,7 +10,7 @@ from xds.pipeline.snapshot import Snapshot
 Wake = Callable[[], None]
 
 
-class SnapshotCache:
+class Publisher:
     """The one current snapshot (all sidecars get the same resources) and the streams watching it.
 
     `publish` runs on the event loop; it only flags watchers, so its cost does not grow with the

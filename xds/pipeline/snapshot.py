@@ -10,14 +10,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from xds.pipeline.resources import BrokerResources, BuiltResource
-from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE, TYPE_ORDER
-from xds.shared.resource_types import set_version as version_of_pairs
-
-
-def set_version(resources: Iterable[BuiltResource]) -> str:
-    """The version of a set of resources: equal sets, in any order, have equal versions."""
-    return version_of_pairs((resource.name, resource.version) for resource in resources)
+from xds.pipeline.resources.builder import BrokerResources
+from xds.shared.resource import Resource
+from xds.shared.resource_types import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    SECRET_TYPE,
+    TYPE_ORDER,
+    set_version,
+)
 
 
 class InconsistentSnapshot(ValueError):
@@ -28,7 +30,7 @@ class InconsistentSnapshot(ValueError):
 class TypeResources:
     type_url: str
     version: str
-    resources: Mapping[str, BuiltResource]
+    resources: Mapping[str, Resource]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +38,8 @@ class Snapshot:
     by_type: Mapping[str, TypeResources]
 
     @classmethod
-    def of(cls, resources: Iterable[BuiltResource]) -> Snapshot:
-        grouped: dict[str, dict[str, BuiltResource]] = {type_url: {} for type_url in TYPE_ORDER}
+    def of(cls, resources: Iterable[Resource]) -> Snapshot:
+        grouped: dict[str, dict[str, Resource]] = {type_url: {} for type_url in TYPE_ORDER}
         for resource in resources:
             named = grouped.setdefault(resource.type_url, {})
             if resource.name in named:
@@ -46,7 +48,7 @@ class Snapshot:
         by_type = {
             type_url: TypeResources(
                 type_url,
-                set_version(named.values()),
+                set_version((name, resource.version) for name, resource in named.items()),
                 MappingProxyType({name: named[name] for name in sorted(named)}),
             )
             for type_url, named in grouped.items()
@@ -57,15 +59,15 @@ class Snapshot:
 
     @classmethod
     def from_brokers(cls, brokers: Iterable[BrokerResources]) -> Snapshot:
-        resources: list[BuiltResource] = []
-        secrets: dict[tuple[str, str], BuiltResource] = {}  # every broker of a Kafka cluster shares them
+        resources: list[Resource] = []
+        secrets: dict[tuple[str, str], Resource] = {}  # every broker of a Kafka cluster shares them
         for broker in brokers:
             resources += (broker.cluster, broker.endpoints, broker.listener)
             for secret in broker.secrets:
                 secrets.setdefault((secret.name, secret.version), secret)
         return cls.of([*secrets.values(), *resources])
 
-    def resources(self, type_url: str) -> Mapping[str, BuiltResource]:
+    def resources(self, type_url: str) -> Mapping[str, Resource]:
         found = self.by_type.get(type_url)
         return found.resources if found else MappingProxyType({})
 
@@ -96,7 +98,7 @@ class Snapshot:
                 missing = sorted(cluster.references - secrets)
                 raise InconsistentSnapshot(f"cluster {name!r} uses missing secrets {missing}")
 
-    def all_resources(self) -> Iterator[BuiltResource]:
+    def all_resources(self) -> Iterator[Resource]:
         for typed in self.by_type.values():
             yield from typed.resources.values()
 

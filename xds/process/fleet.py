@@ -3,7 +3,8 @@
 Both kinds of `Fleet` take every snapshot the pipeline publishes, say whether they can serve it
 (readiness), report on their streams for `/debug/streams` and add their metrics to the scrape. With
 `xds.workers: 1` streams are served on the main process's event loop (`LocalFleet`); with more,
-each worker is its own process sharing the ADS port (`WorkerFleet` in xds/workers.py).
+each worker is its own process sharing the ADS port (`WorkerFleet` in xds.process.supervisor).
+Both turn each snapshot into the same `SnapshotUpdate` and apply it the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any, Protocol
 from prometheus_client.metrics_core import Metric
 
 from xds.config.model import XdsSettings
-from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.publisher import Publisher
+from xds.pipeline.snapshot import Snapshot
+from xds.process.updates import snapshot_update
 from xds.serving.access import AccessPolicy
 from xds.serving.protocol import ServedSnapshot
 from xds.serving.reports import StreamQuery, merge, report
@@ -46,13 +49,14 @@ class LocalFleet:
     def __init__(
         self,
         settings: XdsSettings,
-        cache: SnapshotCache,
+        cache: Publisher,
         metrics: StreamMetrics,
         access: AccessPolicy | None = None,
     ) -> None:
         self.ads = AdsServer(settings, metrics, access=access)
         self._cache = cache
         self._served: ServedSnapshot | None = None
+        self._sent: Snapshot | None = None
         self._unwatch = cache.watch(self._published)
 
     async def start(self) -> None:
@@ -67,9 +71,8 @@ class LocalFleet:
     def _published(self) -> None:
         snapshot = self._cache.snapshot
         assert snapshot is not None
-        self._served = ServedSnapshot.build(
-            self._cache.generation, snapshot.all_resources(), self._served, self._cache.change_seen_at
-        )
+        self._served = snapshot_update(self._cache, snapshot, self._sent).apply(self._served)
+        self._sent = snapshot
         self.ads.publish(self._served)
 
     def waiting(self) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 The main process keeps the sources (one set of ZooKeeper sessions and Kafka connections per
 replica), builds each snapshot once, and sends it, encoded, to every worker (after the first, only
-what changed). Each worker (xds/worker.py) binds the ADS port with SO_REUSEPORT, so the kernel
+what changed). Each worker (xds.process.worker) binds the ADS port with SO_REUSEPORT, so the kernel
 spreads sidecar connections over them, and serves its streams on its own event loop. Versions are
 content hashes computed in the main process, so every worker sends identical versions.
 
@@ -27,9 +27,24 @@ from prometheus_client.metrics_core import Metric
 
 from xds.config.model import Config
 from xds.pipeline.metrics import Metrics
-from xds.pipeline.publisher import SnapshotCache
+from xds.pipeline.publisher import Publisher
 from xds.pipeline.snapshot import Snapshot
-from xds.process.spawn import Spawned, receive, send, spawn
+from xds.process.messages import (
+    Applied,
+    Failed,
+    FromWorker,
+    Init,
+    Listening,
+    MetricFamily,
+    Query,
+    Question,
+    Reply,
+    Stop,
+    Stopped,
+    ToWorker,
+)
+from xds.process.spawn import Spawned, frame, receive, send, spawn
+from xds.process.updates import snapshot_update
 from xds.serving.reports import StreamQuery, merge
 from xds.shared.addresses import join_listen, parse_listen, reserve_port
 from xds.shared.errors import StartupError
@@ -101,7 +116,7 @@ class _Worker:
         self.applied_generation = 0
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         self._writer = writer
-        send(writer, ("init", self._fleet.init_message(self.index)))
+        send(writer, self._fleet.init_message(self.index))
         try:
             while True:
                 message = await receive(reader)
@@ -118,23 +133,25 @@ class _Worker:
             writer.close()
         return await asyncio.to_thread(self._process.wait)
 
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "listening":
+    def _handle(self, message: FromWorker) -> None:
+        if isinstance(message, Listening):
             self.state = "serving"
             self.listening.set()
             self._fleet.worker_listening(self)
-        elif kind == "failed":
-            self.failure = message[1]
+        elif isinstance(message, Failed):
+            self.failure = message.error
             self.state = "failed to start"
-        elif kind == "applied":
-            self.applied_generation = message[1]
-        elif kind == "reply":
-            future = self._replies.pop(message[1], None)
+        elif isinstance(message, Applied):
+            self.applied_generation = message.generation
+        elif isinstance(message, Reply):
+            future = self._replies.pop(message.request_id, None)
             if future is not None and not future.done():
-                future.set_result(message[2])
+                future.set_result(message.answer)
+        elif isinstance(message, Stopped):
+            self.state = "stopped"
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: ToWorker | bytes) -> None:
+        """Queue a message (or a frame already pickled for every worker)."""
         writer = self._writer
         if writer is None or writer.is_closing():
             return  # it is (re)starting and gets the whole snapshot when it is up
@@ -142,15 +159,18 @@ class _Worker:
             event(log, logging.ERROR, "serving worker stopped reading; restarting it", worker=self.index)
             self.kill()
             return
-        send(writer, message)
+        if isinstance(message, bytes):
+            writer.write(message)
+        else:
+            send(writer, message)
 
-    async def ask(self, question: str, argument: Any = None) -> Any:
+    async def ask(self, question: Question, streams: StreamQuery | None = None) -> Any:
         if self._writer is None or not self.listening.is_set():
             raise ConnectionError(f"worker {self.index} is {self.state}")
         request_id = next(self._request_ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = future
-        self.send(("query", request_id, question, argument))
+        self.send(Query(request_id, question, streams))
         try:
             return await asyncio.wait_for(future, _QUERY_TIMEOUT_SECONDS)
         finally:
@@ -158,7 +178,7 @@ class _Worker:
 
     async def stop(self, grace: float) -> None:
         self.stopping = True
-        self.send(("stop", grace))
+        self.send(Stop(grace))
         process = self._process
         if process is None or process.poll() is not None:
             return
@@ -180,7 +200,7 @@ class WorkerFleet:
     def __init__(
         self,
         config: Config,
-        cache: SnapshotCache,
+        cache: Publisher,
         metrics: Metrics,
         prespawned: list[Spawned] | None = None,
     ) -> None:
@@ -202,19 +222,20 @@ class WorkerFleet:
     def take_prespawned(self) -> Spawned | None:
         return self._prespawned.pop() if self._prespawned else None
 
-    def init_message(self, index: int) -> dict[str, Any]:
-        return {
-            "index": index,
-            "settings": self._settings,
-            "identifier": "kafka-xds",
-            "stream_limit": self._stream_limit,
+    def init_message(self, index: int) -> Init:
+        access = self._config.access
+        return Init(
+            index=index,
+            settings=self._settings,
+            identifier="kafka-xds",
+            stream_limit=self._stream_limit,
             # The rules as plain pairs; each worker compiles its own policy.
-            "access": None
-            if self._config.access is None
-            else [(rule.identity, tuple(rule.kafka_clusters)) for rule in self._config.access],
-            "log_level": self._log_level,
-            "log_format": self._log_format,
-        }
+            access=None
+            if access is None
+            else tuple((rule.identity, tuple(rule.kafka_clusters)) for rule in access),
+            log_level=self._log_level,
+            log_format=self._log_format,
+        )
 
     async def start(self) -> None:
         """Start every worker; raise StartupError (after stopping them) if one cannot listen."""
@@ -257,45 +278,16 @@ class WorkerFleet:
         """A worker is up (first start or restart): it gets the whole current snapshot."""
         snapshot = self._cache.snapshot
         if snapshot is not None:
-            worker.send(self._snapshot_message(snapshot, None))
+            worker.send(snapshot_update(self._cache, snapshot, None))
 
     def _published(self) -> None:
         snapshot = self._cache.snapshot
         assert snapshot is not None
-        message = self._snapshot_message(snapshot, self._sent)
+        # Pickled once for every worker: a first snapshot of a large topology is tens of megabytes.
+        update = frame(snapshot_update(self._cache, snapshot, self._sent))
         self._sent = snapshot
         for worker in self._workers:
-            worker.send(message)
-
-    def _snapshot_message(self, snapshot: Snapshot, previous: Snapshot | None) -> tuple[Any, ...]:
-        """Everything (no previous) or what changed since `previous`, as plain tuples."""
-        upserts: list[tuple[Any, ...]] = []
-        removed: list[tuple[str, str]] = []
-        for record in snapshot.all_resources():
-            before = previous.resources(record.type_url).get(record.name) if previous else None
-            if before is None or before.version != record.version:
-                upserts.append(
-                    (
-                        record.type_url,
-                        record.name,
-                        record.version,
-                        record.payload,
-                        record.kafka_cluster,
-                        record.references,
-                    )
-                )
-        if previous is not None:
-            for type_url, typed in previous.by_type.items():
-                current = snapshot.resources(type_url)
-                removed.extend((type_url, name) for name in typed.resources if name not in current)
-        return (
-            "snapshot",
-            self._cache.generation,
-            self._cache.change_seen_at,
-            previous is None,
-            upserts,
-            removed,
-        )
+            worker.send(update)
 
     def waiting(self) -> dict[str, str]:
         waiting = {}
@@ -342,7 +334,7 @@ class WorkerFleet:
         return list(self._families)
 
 
-def _merge_families(per_worker: dict[int, list[tuple[Any, ...]]]) -> list[Metric]:
+def _merge_families(per_worker: dict[int, list[MetricFamily]]) -> list[Metric]:
     """Stream metrics summed over workers (lag: the worst); each worker's process metrics labelled."""
     families: dict[str, Metric] = {}
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
@@ -364,6 +356,6 @@ def _merge_families(per_worker: dict[int, list[tuple[Any, ...]]]) -> list[Metric
                 else:
                     merged[key] = value
     for name, family in families.items():
-        for (sample_name, labels), value in values[name].items():
-            family.add_sample(sample_name, dict(labels), value)
+        for (sample_name, label_pairs), value in values[name].items():
+            family.add_sample(sample_name, dict(label_pairs), value)
     return list(families.values())

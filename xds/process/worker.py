@@ -1,11 +1,11 @@
 """A serving worker process (`python -m xds.process.worker FD`): ADS streams on a shared port.
 
-Started by the main process (xds/workers.py), which owns the sources and the pipeline. Over the
-socket FD it receives its settings, then every snapshot (already encoded; deltas after the first),
-and questions about its streams and metrics; it answers on the same socket. It never reads the
-config file or talks to ZooKeeper or Kafka. It stops when told to, ending its streams within the
-grace, or at once when the main process goes away; SIGINT and SIGTERM are the main process's to
-act on (it tells every worker).
+Started by the main process (xds.process.supervisor), which owns the sources and the
+pipeline. Over the socket FD it receives its settings, then every snapshot (already encoded; only
+what changed after the first), and questions about its streams and metrics; it answers on the same
+socket (the messages are in xds.process.messages). It never reads the config file or talks to
+ZooKeeper or Kafka. It stops when told to, ending its streams within the grace, or at once when the
+main process goes away; SIGINT and SIGTERM are the main process's to act on (it tells every worker).
 """
 
 from __future__ import annotations
@@ -21,9 +21,22 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from xds.process.messages import (
+    Applied,
+    Failed,
+    Init,
+    Listening,
+    MetricFamily,
+    Query,
+    Reply,
+    SnapshotUpdate,
+    Stop,
+    Stopped,
+    ToWorker,
+)
 from xds.process.spawn import receive, send
 from xds.serving.access import AccessPolicy
-from xds.serving.protocol import ResourceRecord, ServedSnapshot
+from xds.serving.protocol import ServedSnapshot
 from xds.serving.reports import report
 from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.transport import AdsServer
@@ -47,83 +60,75 @@ class _WorkerField(logging.Filter):
 async def _run(fd: int) -> int:
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
     try:
-        kind, init = await receive(reader)
+        init = await receive(reader)
     except (asyncio.IncompleteReadError, ConnectionError):
         return 0  # started early, and the main process did not start after all: nothing to do
-    assert kind == "init"
-    index: int = init["index"]
-    configure(init["log_level"], init["log_format"])
+    if not isinstance(init, Init):
+        raise TypeError(f"the first message to a worker must be Init, not {type(init).__name__}")
+    configure(init.log_level, init.log_format)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_WorkerField(index))
+        handler.addFilter(_WorkerField(init.index))
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
     ProcessCollector(namespace="kafka_xds_worker", registry=registry)
     ads = AdsServer(
-        init["settings"],
+        init.settings,
         metrics,
-        identifier=init["identifier"],
-        worker=index,
-        stream_limit=init["stream_limit"],
+        identifier=init.identifier,
+        worker=init.index,
+        stream_limit=init.stream_limit,
         reuse_port=True,
-        access=None if init["access"] is None else AccessPolicy(init["access"]),
+        access=None if init.access is None else AccessPolicy(init.access),
     )
     try:
         await ads.start()
     except StartupError as err:
-        send(writer, ("failed", str(err)))
+        send(writer, Failed(str(err)))
         await writer.drain()
         return EXIT_STARTUP
-    send(writer, ("listening", os.getpid()))
+    send(writer, Listening(os.getpid()))
     served: ServedSnapshot | None = None
     grace: float | None = 0.0  # the main process vanished: end streams at once
     try:
         while True:
-            message = await receive(reader)
-            kind = message[0]
-            if kind == "snapshot":
-                served = _apply(served, message)
+            message: ToWorker = await receive(reader)
+            if isinstance(message, SnapshotUpdate):
+                served = message.apply(served)
                 ads.publish(served)
-                send(writer, ("applied", served.generation))
-            elif kind == "query":
-                _, request_id, question, argument = message
-                send(writer, ("reply", request_id, _answer(ads, registry, question, argument)))
-            elif kind == "stop":
-                grace = message[1]
+                send(writer, Applied(served.generation))
+            elif isinstance(message, Query):
+                send(writer, Reply(message.request_id, _answer(ads, registry, message)))
+            elif isinstance(message, Stop):
+                grace = message.grace
                 break
+            else:
+                event(log, logging.ERROR, "unexpected message; ignored", kind=type(message).__name__)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
-        event(log, logging.WARNING, "the main process went away; ending every stream", worker=index)
+        event(log, logging.WARNING, "the main process went away; ending every stream", worker=init.index)
     await ads.stop(grace)
     if not writer.is_closing():
-        send(writer, ("stopped",))
+        send(writer, Stopped())
         await writer.drain()
         writer.close()
     return 0
 
 
-def _apply(served: ServedSnapshot | None, message: tuple[Any, ...]) -> ServedSnapshot:
-    _, generation, change_seen_at, full, upserts, removed = message
-    records = [ResourceRecord(*fields) for fields in upserts]
-    if full or served is None:
-        return ServedSnapshot.build(generation, records, served, change_seen_at)
-    return served.updated(generation, records, removed, change_seen_at)
-
-
-def _answer(ads: AdsServer, registry: CollectorRegistry, question: str, argument: Any) -> Any:
-    if question == "streams":
-        return report(ads.streams.values(), ads.views, argument)
-    if question == "metrics":
-        return [
-            (
-                family.name,
-                family.documentation,
-                family.type,
-                family.unit,
-                [(sample.name, sample.labels, sample.value) for sample in family.samples],
-            )
-            for family in registry.collect()
-        ]
-    raise ValueError(f"unknown question {question!r}")
+def _answer(ads: AdsServer, registry: CollectorRegistry, query: Query) -> Any:
+    if query.question == "streams":
+        assert query.streams is not None
+        return report(ads.streams.values(), ads.views, query.streams)
+    families: list[MetricFamily] = [
+        (
+            family.name,
+            family.documentation,
+            family.type,
+            family.unit,
+            [(sample.name, sample.labels, sample.value) for sample in family.samples],
+        )
+        for family in registry.collect()
+    ]
+    return families
 
 
 def main() -> int:

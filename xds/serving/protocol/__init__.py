@@ -25,7 +25,7 @@ from xds.serving.protocol.stream import (
     SyncState,
     TypeState,
 )
-from xds.serving.protocol.views import Body, Nonces, ResourceRecord, Served, ServedSnapshot, View, Views
+from xds.serving.protocol.views import Body, Nonces, Served, ServedSnapshot, View, Views
 
 __all__ = [
     "Acked",
@@ -41,7 +41,6 @@ __all__ = [
     "Nonces",
     "Outcome",
     "RequestParser",
-    "ResourceRecord",
     "Sent",
     "Served",
     "ServedSnapshot",

@@ -14,9 +14,10 @@ import os
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from xds.serving.protocol.messages import delta_entry, sotw_entry
+from xds.shared.resource import Resource
 from xds.shared.resource_types import TYPE_ORDER, set_version
 
 _T = TypeVar("_T")
@@ -47,35 +48,6 @@ class Served:
             sotw_entry(record.type_url, record.payload),
             delta_entry(record.type_url, record.name, record.version, record.payload),
         )
-
-
-class Resource(Protocol):
-    """What the serving side needs of a resource the pipeline built (xds.pipeline.resources.BuiltResource)."""
-
-    @property
-    def type_url(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def payload(self) -> bytes: ...
-    @property
-    def kafka_cluster(self) -> str: ...
-    @property
-    def references(self) -> frozenset[str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceRecord:
-    """A resource as a worker process receives it from the pipeline (a `Resource`)."""
-
-    type_url: str
-    name: str
-    version: str
-    payload: bytes
-    kafka_cluster: str
-    references: frozenset[str] = _EMPTY_NAMES
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The resources as envoy-data-plane messages: the typed model the wire encoders must agree with.
 
-Production writes the bytes directly (xds/resources.py); this module builds the same messages field
+Production writes the bytes directly (`encode`); this module builds the same messages field
 by field through envoy-data-plane, which the tests hold byte-for-byte equal to the encoders, and
 reads payloads back into messages for the debug views.
 """
@@ -47,7 +47,7 @@ from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
 )
 from envoy_data_plane.google.protobuf import Any
 
-from xds.pipeline.resources import (
+from xds.pipeline.resources.inputs import (
     TCP_PROXY_FILTER,
     TLS_TRANSPORT_SOCKET,
     CertificateInputs,
@@ -61,6 +61,7 @@ from xds.pipeline.resources import (
     watched_directory,
 )
 from xds.shared.addresses import HostPort
+from xds.shared.resource import Resource
 from xds.shared.resource_types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE
 
 MESSAGE_TYPES: dict[str, type[betterproto2.Message]] = {
@@ -71,6 +72,11 @@ MESSAGE_TYPES: dict[str, type[betterproto2.Message]] = {
 }
 
 _ADS = ConfigSource(ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3)
+
+
+def decoded(resource: Resource) -> betterproto2.Message:
+    """A built resource as its envoy-data-plane message, for reading (debug views, tests)."""
+    return decode(resource.type_url, resource.payload)
 
 
 def decode(type_url: str, payload: bytes) -> betterproto2.Message:
