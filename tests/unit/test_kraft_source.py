@@ -16,8 +16,7 @@ import pytest
 import trustme
 
 from tests.support.wait import eventually
-from xds.config.model import ConfigError, parse_config
-from xds.config.model import KraftSource as KraftSettings
+from xds.config.model import ConfigError, KraftSettings, parse_config
 from xds.kafka.client import make_ssl_context
 from xds.kafka.metadata import ClusterMetadata, MetadataBroker, MetadataError, decode_metadata
 from xds.pipeline.sources.kraft import KraftSource, backoff_delay

@@ -28,13 +28,13 @@ from xds.config.fields import (
 from xds.config.fields import ConfigError as ConfigError
 from xds.config.sources import (
     KraftSasl,
-    KraftSource,
+    KraftSettings,
     KraftSsl,
     StaticBroker,
     StaticBrokerFile,
-    StaticSource,
+    StaticSettings,
     ZookeeperDigestAuth,
-    ZookeeperSource,
+    ZookeeperSettings,
     ZookeeperTls,
 )
 from xds.shared.addresses import parse_listen
@@ -45,13 +45,13 @@ __all__ = [
     "ConfigError",
     "DebugSettings",
     "KafkaCluster",
-    "KraftSource",
+    "KraftSettings",
     "SidecarSettings",
     "StaticBroker",
     "UpstreamTls",
     "XdsSettings",
     "XdsTls",
-    "ZookeeperSource",
+    "ZookeeperSettings",
     "load_config",
     "load_static_brokers",
     "parse_config",
@@ -175,9 +175,9 @@ class KafkaCluster(Model):
     client_listener: str | None = None
     removal_grace_seconds: float = Field(default=300.0, ge=0)
     upstream_tls: UpstreamTls | None = None
-    static: StaticSource | None = None
-    zookeeper: ZookeeperSource | None = None
-    kraft: KraftSource | None = None
+    static: StaticSettings | None = None
+    zookeeper: ZookeeperSettings | None = None
+    kraft: KraftSettings | None = None
 
     @field_validator("loopback_ip", mode="before")
     @classmethod
@@ -454,7 +454,7 @@ def _check_ports(key: str, cluster: KafkaCluster) -> None:
 # Files kafka-xds itself reads, by model: these resolve against the config file's folder. (The
 # upstream_tls paths are on each sidecar's filesystem and are passed to Envoy as they are.)
 _LOCAL_FILES: dict[type[BaseModel], tuple[str, ...]] = {
-    StaticSource: ("file",),
+    StaticSettings: ("file",),
     ZookeeperDigestAuth: ("password_file",),
     ZookeeperTls: ("ca_file", "cert_file", "key_file"),
     KraftSsl: ("ca_file", "cert_file", "key_file", "key_password_file"),

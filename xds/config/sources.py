@@ -48,13 +48,13 @@ class StaticBrokerFile(Model):
     brokers: StaticBrokers
 
 
-class StaticSource(Model):
+class StaticSettings(Model):
     file: str | None = None
     brokers: StaticBrokers | None = None
     poll_interval_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
-    def _one_of_file_or_brokers(self) -> StaticSource:
+    def _one_of_file_or_brokers(self) -> StaticSettings:
         if (self.file is None) == (self.brokers is None):
             raise ValueError("give exactly one of 'file' or 'brokers'")
         return self
@@ -102,7 +102,7 @@ def _check_zookeeper_hosts(hosts: str) -> str:
     return hosts
 
 
-class ZookeeperSource(Model):
+class ZookeeperSettings(Model):
     hosts: Annotated[str, Field(min_length=1), pydantic.AfterValidator(_check_zookeeper_hosts)]
     chroot: str = ""
     session_timeout_seconds: float = Field(default=10.0, ge=1, le=600)
@@ -155,7 +155,7 @@ class KraftSasl(Model):
     password_file: str = Field(min_length=1)
 
 
-class KraftSource(Model):
+class KraftSettings(Model):
     """Kafka's own Metadata API, for ZooKeeper-less (KRaft) clusters; see docs/kraft.md."""
 
     bootstrap_servers: list[Annotated[str, pydantic.AfterValidator(_check_bootstrap_server)]] = Field(
@@ -173,7 +173,7 @@ class KraftSource(Model):
     sasl: KraftSasl | None = None
 
     @model_validator(mode="after")
-    def _security_settings_match_the_protocol(self) -> KraftSource:
+    def _security_settings_match_the_protocol(self) -> KraftSettings:
         uses_ssl = self.security_protocol in ("SSL", "SASL_SSL")
         uses_sasl = self.security_protocol.startswith("SASL_")
         if self.ssl is not None and not uses_ssl:

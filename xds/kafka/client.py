@@ -17,7 +17,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from xds.config.model import KraftSource as KraftSettings
+from xds.config.model import KraftSettings
 from xds.kafka.metadata import ClusterMetadata, MetadataError, decode_metadata
 from xds.shared.addresses import HostPort
 from xds.shared.log import event, read_secret

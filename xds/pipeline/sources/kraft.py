@@ -20,8 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from xds.config.model import KafkaCluster
-from xds.config.model import KraftSource as KraftSettings
+from xds.config.model import KafkaCluster, KraftSettings
 from xds.kafka.client import KafkaMetadataClient, MetadataClient, describe_error, parse_bootstrap_server
 from xds.kafka.metadata import ClusterMetadata, MetadataError
 from xds.pipeline.sources.base import Publish, gave_up_waiting, kept

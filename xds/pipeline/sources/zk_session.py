@@ -21,7 +21,7 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.protocol.states import WatchedEvent
 from kazoo.retry import KazooRetry
 
-from xds.config.model import ZookeeperSource
+from xds.config.model import ZookeeperSettings
 from xds.shared.log import RepeatLimitedLogger, Repeats, event
 
 log = logging.getLogger("kafka_xds.sources.zookeeper")
@@ -47,7 +47,7 @@ class Ensemble:
     tls_check_hostname: bool = True
 
     @classmethod
-    def from_settings(cls, settings: ZookeeperSource, password: str | None = None) -> Ensemble:
+    def from_settings(cls, settings: ZookeeperSettings, password: str | None = None) -> Ensemble:
         tls = settings.tls
         return cls(
             ",".join(entry.strip() for entry in settings.hosts.split(",")),
