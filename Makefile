@@ -18,6 +18,7 @@ test: setup lint typecheck
 lint: setup
 	$(BIN)/ruff check xds tests benchmarks
 	$(BIN)/ruff format --check xds tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy
