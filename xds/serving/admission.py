@@ -6,7 +6,7 @@ Two reasons to refuse, both answered before anything is sent, counted by reason
   than `xds.overload_lag_seconds` late (RESOURCE_EXHAUSTED: the client retries with backoff, rather
   than wait unseen inside gRPC until gRPC cancels the call);
 - access: the client certificate's identity is allowed no Kafka cluster, or has none
-  (PERMISSION_DENIED / UNAUTHENTICATED). See xds/access.py.
+  (PERMISSION_DENIED / UNAUTHENTICATED). See xds.serving.access.
 """
 
 from __future__ import annotations

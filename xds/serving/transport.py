@@ -10,7 +10,7 @@ Why streams must be cheap: grpcio's asyncio server takes new calls from gRPC cor
 the same event loop as every stream's work. When that loop is saturated, new calls wait inside gRPC
 core, unseen, and core cancels those that wait longer than its unrequested-call limit (30 s), with
 no status the application could log. So per-stream work is kept small, serving spreads over worker
-processes (xds/workers.py), and a loop that falls behind refuses new streams explicitly
+processes (xds.process.supervisor), and a loop that falls behind refuses new streams explicitly
 (RESOURCE_EXHAUSTED, counted and logged) so clients back off instead of silently timing out.
 """
 
