@@ -64,10 +64,38 @@ def test_check_config_still_takes_the_file_as_an_argument(capsys):
 def test_check_config_without_a_file_says_how_to_give_one(capsys):
     code, out, err = run(capsys, "check-config")
     assert (code, out) == (2, "")
-    assert (
-        err
-        == "kafka-xds check-config: --config: give the config file (kafka-xds check-config --config FILE)\n"
-    )
+    assert err == "kafka-xds check-config: --config: give the config file (kafka-xds check-config FILE)\n"
+
+
+def test_serve_takes_the_file_as_an_argument_like_check_config(tmp_path, capsys):
+    broken = write_config(tmp_path, variant(port_bas=9090))
+    for argv in (["serve", str(broken)], ["serve", "--config", str(broken)]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2, err
+        assert "kafka_clusters[1].port_bas: unknown key; did you mean 'port_base'?" in err
+
+
+def test_serve_without_a_file_says_how_to_give_one(capsys):
+    code, _, err = run(capsys, "serve")
+    assert code == 2
+    assert "kafka-xds serve: --config: give the config file (kafka-xds serve FILE)" in err
+
+
+def test_a_bad_option_is_reported_with_the_usage_of_the_command_it_was_given_to(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["bootstrap", "--node-id", "app-1", "--bogus"])
+    _, err = capsys.readouterr()
+    assert exited.value.code == 2
+    assert err.startswith("usage: kafka-xds bootstrap ")
+    assert "kafka-xds bootstrap: error: unrecognized arguments: --bogus" in err
+
+
+def test_the_top_level_help_says_what_kafka_xds_is_without_markdown(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out, _ = capsys.readouterr()
+    assert "Envoy control plane for Kafka" in out
+    assert "`" not in out
 
 
 def test_plan_for_ids_covers_zookeeper_and_kraft_clusters(capsys):
@@ -238,6 +266,13 @@ def test_every_command_and_option_has_a_help_text():
 
 
 # bootstrap ----------------------------------------------------------------------------------------
+
+
+def test_bootstrap_output_in_a_missing_folder_names_the_file_asked_for(tmp_path, capsys):
+    target = tmp_path / "missing" / "envoy.yaml"
+    code, _, err = run(capsys, "bootstrap", "--node-id", "app-1", "--output", str(target))
+    assert code == 2
+    assert err == f"kafka-xds bootstrap: --output: cannot write {target}: No such file or directory\n"
 
 
 @pytest.mark.parametrize(

@@ -65,10 +65,31 @@ def test_valid_config_loads():
     assert config.debug.listen == "127.0.0.1:19000"
 
 
-def test_unknown_key_is_refused_with_its_path():
+def test_unknown_key_is_refused_with_its_path_and_the_known_key_it_is_closest_to():
     error = refused(variant(port_bas=9090))
     assert error.key == "kafka_clusters[1].port_bas"
-    assert error.problem == "unknown key"
+    assert error.problem == "unknown key; did you mean 'port_base'?"
+
+
+def test_an_unknown_key_far_from_every_known_one_gets_no_guess():
+    error = refused(variant(colour="blue"))
+    assert (error.key, error.problem) == ("kafka_clusters[1].colour", "unknown key")
+
+
+def test_a_misspelt_required_key_is_reported_as_unknown_not_as_the_required_key_missing():
+    raw = variant()
+    cluster = raw["kafka_clusters"][1]
+    cluster["upstream_listner"] = cluster.pop("upstream_listener", "MESH")
+    error = refused(raw)
+    assert error.key == "kafka_clusters[1].upstream_listner"
+    assert error.problem == "unknown key; did you mean 'upstream_listener'?"
+
+
+def test_unknown_keys_in_nested_sections_are_matched_against_that_section():
+    raw = variant()
+    raw["xds"] = {**raw.get("xds", {}), "worker": 2}
+    error = refused(raw)
+    assert (error.key, error.problem) == ("xds.worker", "unknown key; did you mean 'workers'?")
 
 
 def test_duplicate_cluster_name_is_refused():

@@ -29,7 +29,7 @@ KRAFT = {"bootstrap_servers": ["kafka-b-0:9092"]}
             "kafka_clusters[1].upstream_listener",
             "expected a string, got null",
         ),
-        (_cluster(port_bas=9090), "kafka_clusters[1].port_bas", "unknown key"),
+        (_cluster(port_bas=9090), "kafka_clusters[1].port_bas", "unknown key; did you mean 'port_base'?"),
         (_cluster(port_base=True), "kafka_clusters[1].port_base", "expected an integer, got true"),
         (_cluster(port_base="9090"), "kafka_clusters[1].port_base", "expected an integer, got '9090'"),
         (_cluster(port_base=9090.5), "kafka_clusters[1].port_base", "expected an integer, got 9090.5"),

@@ -339,12 +339,17 @@ def test_decode_metadata_takes_aiokafkas_answer_and_rejects_broken_ones():
                 "security_protocol": "SASL_SSL",
                 "sasl": {"mechanism": "PLAIN", "username": "u", "password": "x"},
             },
-            "kraft.sasl.password_file",
-            "required key is missing",
+            "kraft.sasl.password",
+            "unknown key; did you mean 'password_file'?",
         ),
         ({"security_protocol": "SSL", "ssl": {"cert_file": "c.pem"}}, "kraft.ssl", "both 'cert_file'"),
         ({"poll_interval_seconds": 0}, "kraft.poll_interval_seconds", "expected at least 0.1, got 0"),
         ({"unknown": 1}, "kraft.unknown", "unknown key"),
+        (
+            {"sasl": {"mechanism": "PLAIN", "username": "u"}},
+            "kraft.sasl.password_file",
+            "required key is missing",
+        ),
     ],
 )
 def test_bad_kraft_settings_are_refused_naming_the_key(kraft, key, problem):

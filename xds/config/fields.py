@@ -5,6 +5,8 @@ Every problem becomes a `ConfigError`: the key, the value, and what is expected,
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -61,7 +63,21 @@ def read_yaml(content: bytes, origin: str) -> Any:
     except _DuplicateKey as err:
         raise ConfigError(origin, str(err)) from None
     except yaml.YAMLError as err:
-        raise ConfigError(origin, f"not valid YAML: {_one_line(str(err))}") from None
+        raise ConfigError(origin, f"not valid YAML: {_yaml_problem(err)}") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error as `line L, column C: problem (context from line L)`, without its
+    `in "<unicode string>"` (the file is named by the caller)."""
+    if not isinstance(err, yaml.MarkedYAMLError) or err.problem_mark is None:
+        return _one_line(str(err))
+    mark = err.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {err.problem or 'cannot parse'}"
+    if err.context and err.context_mark is not None:
+        text += (
+            f" ({err.context} from line {err.context_mark.line + 1}, column {err.context_mark.column + 1})"
+        )
+    return _one_line(text)
 
 
 def _show(value: Any) -> str:
@@ -129,11 +145,19 @@ def _expected(kind: str, ctx: dict[str, Any], patterns: Mapping[str, str]) -> st
 
 
 def describe_validation_error(
-    err: pydantic.ValidationError, raw: Any, patterns: Mapping[str, str] | None = None
+    err: pydantic.ValidationError,
+    raw: Any,
+    patterns: Mapping[str, str] | None = None,
+    model: type[BaseModel] | None = None,
 ) -> ConfigError:
-    """The first of pydantic's errors as `key: expected X, got Y`. `raw` is the validated input,
-    `patterns` describes the regular expressions of string fields for people."""
-    detail = err.errors()[0]
+    """One of pydantic's errors as `key: expected X, got Y`. `raw` is the validated input,
+    `patterns` describes the regular expressions of string fields for people, `model` (the validated
+    class) lets an unknown key name the known key it is closest to.
+
+    An unknown key is reported before anything else: a misspelt required key otherwise shows as that
+    key missing, which sends the reader looking for the wrong thing."""
+    errors = err.errors()
+    detail = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = list(detail["loc"])
     kind, ctx = detail["type"], dict(detail.get("ctx") or {})
     about_key = bool(loc) and loc[-1] == "[key]"  # a mapping's key, not its value, is wrong
@@ -142,7 +166,9 @@ def describe_validation_error(
         loc.pop()
     key = _key_path(loc, raw)
     if kind == "extra_forbidden":
-        return ConfigError(key, "unknown key")
+        known = _known_keys(model, loc[:-1]) if model is not None and loc else ()
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.75) if loc else []
+        return ConfigError(key, f"unknown key; did you mean {close[0]!r}?" if close else "unknown key")
     if kind == "missing":
         return ConfigError(key, "required key is missing")
     if kind in ("value_error", "assertion_error"):  # our validators say what they expect themselves
@@ -159,6 +185,34 @@ def describe_validation_error(
     if about_key:
         expected += " as key"
     return ConfigError(key, _one_line(f"expected {expected}, got {got}"))
+
+
+def _known_keys(model: type[BaseModel], loc: list[Any]) -> list[str]:
+    """The keys the model at `loc` (a path of keys and list positions) accepts; empty if unknown."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue  # a list position (or a mapping's key): the models inside are what matter
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = _model_inside(field.annotation)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_inside(annotation: Any) -> type[BaseModel] | None:
+    """The config model an annotation holds (through Optional, unions, lists, mappings)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_inside(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _key_path(loc: list[Any], raw: Any) -> str:

@@ -265,7 +265,7 @@ def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
     try:
         config = Config.model_validate(raw)
     except pydantic.ValidationError as err:
-        raise describe_validation_error(err, raw, PATTERNS) from None
+        raise describe_validation_error(err, raw, PATTERNS, Config) from None
     _check_clusters(raw, config)
     _check_listen_addresses(config)
     _check_xds_tls(config)
@@ -287,7 +287,7 @@ def parse_static_brokers(content: bytes, origin: str, cluster: KafkaCluster) -> 
     try:
         brokers = StaticBrokerFile.model_validate(raw).brokers
     except pydantic.ValidationError as err:
-        first = describe_validation_error(err, raw, PATTERNS)
+        first = describe_validation_error(err, raw, PATTERNS, StaticBrokerFile)
         raise ConfigError(f"{origin}: {first.key}", first.problem) from None
     _check_static_brokers(cluster, brokers, f"{origin}: brokers")
     return brokers
