@@ -24,6 +24,13 @@ from xds.shared.log import configure
 if TYPE_CHECKING:
     from xds.bootstrap import XdsClientTls
 
+_DESCRIPTION = """\
+kafka-xds is an Envoy control plane for Kafka: every application reaches every Kafka broker through
+its own local Envoy sidecar, on a stable loopback address per broker, while kafka-xds follows where
+each broker runs (a static file, ZooKeeper, or KRaft's Metadata) and pushes it to every sidecar.
+
+Configuration and argument problems exit with code 2 and one line naming the key or the option."""
+
 EXIT_CONFIG = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command cut off by its reader
 _MAX_IDS = 10_000  # --ids 0-4294967295 would print forever
@@ -38,7 +45,11 @@ class _UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Reported against the command it was given to, with that command's usage (argparse would
+        # print the top-level usage).
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         result: int = args.run(args)
     except ConfigError as err:
@@ -55,14 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kafka-xds", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="kafka-xds", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"kafka-xds {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     serve = commands.add_parser(
         "serve", help="run the control plane", description="Run the control plane until SIGTERM."
     )
-    serve.add_argument("--config", required=True, type=Path, metavar="FILE", help="the config file")
+    serve.add_argument("config", nargs="?", type=Path, metavar="FILE", help="the config file (or --config)")
+    serve.add_argument("--config", dest="config_option", type=Path, metavar="FILE", help="the config file")
     serve.add_argument(
         "--log-level",
         default="warning",
@@ -72,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-format", default="logfmt", choices=["logfmt", "json"], help="log line format (default: logfmt)"
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, parser=serve)
 
     check = commands.add_parser(
         "check-config",
@@ -93,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print the plan of these broker ids in every cluster, registered or not: ids and ranges "
         "such as 1-6 or 0-2,5 (status 'planned' for a broker not known here)",
     )
-    check.set_defaults(run=_check_config)
+    check.set_defaults(run=_check_config, parser=check)
 
     boot = commands.add_parser(
         "bootstrap",
@@ -108,9 +122,18 @@ def _parser() -> argparse.ArgumentParser:
         help="a kafka-xds replica, repeatable (default: 127.0.0.1:18000)",
     )
     boot.add_argument(
-        "--node-cluster", default="kafka-clients", help="the node's cluster name (default: kafka-clients)"
+        "--node-cluster",
+        default="kafka-clients",
+        help="Envoy's node.cluster: a label in Envoy's stats and in kafka-xds's debug views only; it "
+        "does not choose which Kafka clusters the sidecar gets (default: kafka-clients)",
     )
-    boot.add_argument("--admin", default="127.0.0.1:9901", metavar="HOST:PORT", help="Envoy's admin address")
+    boot.add_argument(
+        "--admin",
+        default="127.0.0.1:9901",
+        metavar="HOST:PORT",
+        help="Envoy's admin address (default: 127.0.0.1:9901; a second sidecar on one machine needs "
+        "another, and Envoy's own --base-id)",
+    )
     boot.add_argument(
         "--api",
         choices=["delta", "sotw"],
@@ -137,14 +160,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the bootstrap here (and, with TLS, its SDS files beside it) instead of to stdout",
     )
-    boot.set_defaults(run=_bootstrap)
+    boot.set_defaults(run=_bootstrap, parser=boot)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
     from xds.process.spawn import prespawn
 
-    config = load_config(args.config)
+    config = load_config(_config_path(args))
     _read_local_files(config)
     configure(args.log_level, args.log_format)
     workers = config.xds.worker_count
@@ -285,7 +308,7 @@ def _rows(
 def _config_path(args: argparse.Namespace) -> Path:
     given: list[Path] = [path for path in (args.config, args.config_option) if path is not None]
     if not given:
-        raise _UsageError("--config", "give the config file (kafka-xds check-config --config FILE)")
+        raise _UsageError("--config", f"give the config file (kafka-xds {args.command} FILE)")
     if len(given) == 2 and given[0] != given[1]:
         raise _UsageError("--config", f"give one config file, got {given[0]} and {given[1]}")
     return given[0]
@@ -342,7 +365,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
     try:
         files.write()
     except OSError as err:
-        raise _UsageError("--output", f"cannot write {err.filename}: {err.strerror or err}") from None
+        # The error names the file asked for, not the temporary file it is written through.
+        raise _UsageError("--output", f"cannot write {args.output}: {err.strerror or err}") from None
     return 0
 
 

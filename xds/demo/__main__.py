@@ -352,11 +352,22 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_REFUSED = 2  # as every kafka-xds command exits on a problem it names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m xds.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=None, help="seconds to run, then exit 0")
     parser.add_argument(
-        "--reschedule-after", type=float, default=6.0, help="seconds before kafka-a's broker 2 moves"
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds to run, then stop everything and exit 0 (default: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--reschedule-after",
+        type=float,
+        default=6.0,
+        help="seconds before kafka-a's broker 2 moves to a new address (default: 6)",
     )
     layout.add_arguments(parser)
     args = parser.parse_args()
@@ -364,7 +375,7 @@ def main() -> int:
         return asyncio.run(main_async(args))
     except DemoError as err:
         print(f"python -m xds.demo: {err}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
 
 
 if __name__ == "__main__":
