@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from benchmarks.ads_client import Move
 from benchmarks.folded import summarise, top_entries, top_table
+from benchmarks.go_load import GoFleet
 from benchmarks.load_process import LoadPlan, load_process
 from benchmarks.load_report import render
 from benchmarks.server_under_test import Profiler, ServerUnderTest, TreeUsage, python_for
@@ -211,7 +212,7 @@ async def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     server = ServerUnderTest(args.repo, config_path, config["debug"]["listen"], xds["listen"])
     label = f"{args.clusters}x{args.brokers}-{args.streams}-{args.api}"
     profiler = Profiler(args.profile / f"ads-load-{label}.folded") if args.profile else None
-    fleet: _Fleet | None = None
+    fleet: _Fleet | GoFleet | None = None
     load: dict[str, Any] = {"start": os.getloadavg()}
     try:
         await server.spawn()
@@ -220,7 +221,8 @@ async def run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             await profiler.start(server.pid)
         ready_seconds, first_seconds = await server.until_serving()
         before = await server.usage()
-        fleet = _Fleet(_plans(args, xds["listen"]))
+        plans = _plans(args, xds["listen"])
+        fleet = GoFleet(plans) if args.generator == "go" else _Fleet(plans)
         cpu_start = sum(await fleet.collect("hello", 120)) + time.process_time()
         started = time.monotonic() + 0.2
         sync_deadline = started + args.ramp + args.sync_timeout
@@ -325,6 +327,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--per-connection", type=int, default=100, help="streams per gRPC connection")
     parser.add_argument("--processes", type=int, help="default: 1 per 1500 streams, at most one per core")
     parser.add_argument("--api", choices=("sotw", "delta"), default="sotw")
+    parser.add_argument(
+        "--generator",
+        choices=("python", "go"),
+        default="python",
+        help="the load processes: grpcio (python) or compiled (go: benchmarks/loadgen, built with the Go "
+        "toolchain; opens streams as fast as Envoys reconnecting at once)",
+    )
     parser.add_argument("--moves", type=int, default=10)
     parser.add_argument("--sync-timeout", type=float, default=120.0, help="seconds for the initial sync")
     parser.add_argument("--move-timeout", type=float, default=20.0, help="seconds for one move to be seen")
