@@ -9,6 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from xds.config.model import Config
+from xds.config.secret_files import readable_secrets
 from xds.debug.server import DebugServer
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
@@ -16,7 +17,7 @@ from xds.pipeline.publisher import Publisher
 from xds.pipeline.sources.base import Source
 from xds.pipeline.topology import Topology
 from xds.process.fleet import Fleet, LocalFleet
-from xds.process.spawn import Spawned
+from xds.process.spawn import Spawned, raise_file_limit
 from xds.serving.access import access_policy
 from xds.serving.stream_metrics import StreamMetrics
 from xds.shared.addresses import join_listen, parse_listen, reserve_port
@@ -106,6 +107,15 @@ class Application:
                 "configuration",
                 listen=self.config.xds.listen,
             )
+        for secret in readable_secrets(self.config):
+            event(
+                log,
+                logging.WARNING,
+                "a secret file is readable by others than its owner: make it readable by its owner only",
+                key=secret.key,
+                file=secret.path,
+                mode=f"{secret.mode:04o}",
+            )
         for cluster in self.config.kafka_clusters:
             if self.config.tls_for(cluster) is None:
                 event(
@@ -175,6 +185,7 @@ async def serve(
 ) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly. Raises StartupError when it cannot start.
     `prespawned`: worker processes started early (see xds.process.spawn.prespawn); the fleet takes them."""
+    raise_file_limit()  # kazoo, aiokafka and the debug server share this process's descriptors
     app = Application(_with_resolved_ports(config), prespawned=prespawned)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

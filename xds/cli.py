@@ -165,11 +165,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from xds.process.spawn import prespawn
+    from xds.process.spawn import prespawn, raise_file_limit
 
     config = load_config(_config_path(args))
     _read_local_files(config)
     configure(args.log_level, args.log_format)
+    raise_file_limit()  # before the workers start: they inherit it
     workers = config.xds.worker_count
     prespawned = prespawn(workers) if workers > 1 else []  # their start overlaps the imports below
     from xds.app import serve
@@ -204,7 +205,7 @@ def _read_local_files(config: Config) -> dict[str, list[StaticBroker]]:
 
         ServerCertificates(config.xds.tls)
     if config.debug.token_file is not None:
-        from xds.debug.server import read_token
+        from xds.debug.token import read_token
 
         read_token(config.debug.token_file)
     return entries
@@ -230,6 +231,10 @@ def _check_config(args: argparse.Namespace) -> int:
     ids = _parse_ids(args.ids) if args.ids is not None else None
     config = load_config(path)
     plans = _static_plans(config, _read_local_files(config))
+    from xds.config.secret_files import readable_secrets
+
+    for secret in readable_secrets(config):
+        print(f"kafka-xds check-config: warning: {secret.describe()}", file=sys.stderr)
     rows = {cluster.name: _rows(cluster, plans.get(cluster.name), ids) for cluster in config.kafka_clusters}
     unlisted = [cluster.name for cluster in config.kafka_clusters if cluster.name not in plans]
     if ids is None and unlisted and (args.json or args.plan):

@@ -22,7 +22,7 @@ from kazoo.security import make_digest_acl
 from tests.conftest import base_config
 from tests.support.addresses import LoopbackAddresses
 from tests.support.zookeeper import ZooKeeperServer, broker_znode
-from xds.debug.server import read_token
+from xds.debug.token import read_token
 from xds.pipeline.sources.zk_session import Ensemble
 from xds.shared.log import configure, event, register_secret
 

@@ -6,6 +6,7 @@ server parses them; responses are decoded with envoy-data-plane, as a client wou
 
 from __future__ import annotations
 
+import pytest
 from envoy_data_plane.envoy.config.core.v3 import Node
 
 from tests.support.protocol_world import (
@@ -28,7 +29,7 @@ from tests.support.protocol_world import (
     types_of,
 )
 from tests.support.xds_wire import sotw_request as request
-from xds.serving.protocol import Acked, Ignored, Nacked, Sent, SyncState
+from xds.serving.protocol import Acked, Ignored, Nacked, Sent, Sotw, StreamProtocol, SyncState, TooManyNames
 
 # Basic protocol, node -----------------------------------------------------------------------------
 
@@ -302,6 +303,29 @@ def test_dropped_subscription_names_are_forgotten():
     assert state.must_send <= {name(1)}
     stream.publish(world.views({1: "10.0.0.2"}))
     assert state.must_send <= {name(1)}
+
+
+def test_a_subscription_beyond_the_name_limit_ends_the_stream():
+    world, stream = World(), StreamProtocol(Sotw(), max_names=3)
+    views = world.views({1: "10.0.0.1"})
+    stream.receive(request(EDS, ["*", "a", "b", "c"]), views, NOW)  # `*` is not a name
+    with pytest.raises(TooManyNames) as raised:
+        stream.receive(request(EDS, ["a", "b", "c", "d"]), views, NOW)
+    assert (raised.value.type_url, raised.value.names, raised.value.limit) == (EDS, 4, 3)
+    assert stream.types[EDS].names == {"a", "b", "c"}
+
+
+def test_names_no_longer_asked_for_are_not_due_while_a_response_awaits_its_ack():
+    world, stream = World(), sotw_stream()
+    views = world.views({1: "10.0.0.1"})
+    stream.receive(request(EDS, [name(1)]), views, NOW)  # answered, never ACKed
+    for round_ in range(20):
+        stream.receive(
+            request(EDS, [name(1), *(f"gone-{round_}-{index}" for index in range(500))]), views, NOW
+        )
+    stream.receive(request(EDS, [name(1)]), views, NOW)
+    state = stream.types[EDS]
+    assert state.awaiting_ack and state.names == {name(1)} and state.must_send <= {name(1)}
 
 
 # Grouping, deleting -------------------------------------------------------------------------------

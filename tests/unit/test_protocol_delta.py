@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import pytest
 from envoy_data_plane.envoy.config.core.v3 import Node
 
 from tests.support.protocol_world import (
@@ -31,7 +32,7 @@ from tests.support.protocol_world import (
 )
 from tests.support.xds_wire import Decoded
 from tests.support.xds_wire import delta_request as request
-from xds.serving.protocol import Acked, Nacked, Outcome, Sent, SyncState
+from xds.serving.protocol import Acked, Delta, Nacked, Outcome, Sent, StreamProtocol, SyncState, TooManyNames
 
 
 def sent(outcomes: Sequence[Outcome]) -> list[Decoded]:
@@ -187,6 +188,15 @@ def test_a_name_that_does_not_exist_is_reported_removed_then_sent_when_it_appear
     assert (later.names, later.removed) == ([name(7)], [])
 
 
+def test_a_resubscribed_wildcard_resends_everything_it_covers():
+    world, stream = World(), delta_stream()
+    views = world.views({1: "10.0.0.1", 2: "10.0.0.2"})
+    first = one(stream.receive(request(CDS, ["*"]), views, NOW))
+    stream.receive(delta_ack(first), views, NOW)
+    again = one(stream.receive(request(CDS, ["*"]), views, NOW))
+    assert (again.names, again.removed) == ([name(1), name(2)], [])
+
+
 def test_wildcard_plus_name_dropping_the_name_resends_it_when_the_wildcard_covers_it():
     world, stream = World(), delta_stream()
     views = world.views({1: "10.0.0.1"})
@@ -219,6 +229,52 @@ def test_dropped_names_are_forgotten():
     state = stream.types[EDS]
     assert state.names == {name(1)} and not state.must_send and not state.must_remove
     assert state.has is not None and set(state.has.versions) | set(state.has.absent) <= {name(1)}
+
+
+def test_subscriptions_beyond_the_name_limit_end_the_stream():
+    world, stream = World(), StreamProtocol(Delta(), max_names=3)
+    views = world.views({1: "10.0.0.1"})
+    stream.receive(request(EDS, ["a", "b"]), views, NOW)
+    stream.receive(request(EDS, ["c"], ["a"]), views, NOW)
+    stream.receive(request(EDS, ["*"]), views, NOW)  # `*` is not a name
+    with pytest.raises(TooManyNames) as raised:
+        stream.receive(request(EDS, ["d", "e"]), views, NOW)
+    assert (raised.value.type_url, raised.value.names, raised.value.limit) == (EDS, 4, 3)
+    assert stream.types[EDS].names == {"b", "c"}
+
+
+def test_what_is_due_never_outgrows_the_subscription_while_a_response_awaits_its_ack():
+    world, stream = World(), StreamProtocol(Delta(), max_names=1000)
+    views = world.views({1: "10.0.0.1"})
+    stream.receive(request(EDS, [name(1)]), views, NOW)  # answered, never ACKed
+    for round_ in range(20):
+        names = [f"invented-{round_}-{index}" for index in range(500)]
+        stream.receive(request(EDS, names), views, NOW)
+        stream.receive(request(EDS, unsubscribe=names), views, NOW)
+    state = stream.types[EDS]
+    assert state.awaiting_ack and state.names == {name(1)}
+    assert not state.must_send and not state.must_remove
+
+
+def test_removals_due_count_against_the_name_limit():
+    """With a wildcard, a dropped name is due to be listed as removed: while a response awaits its
+    ACK those pile up, and count as names the stream holds."""
+    world, stream = World(), StreamProtocol(Delta(), max_names=1000)
+    views = world.views({1: "10.0.0.1"})
+    stream.receive(request(EDS, ["*"]), views, NOW)  # answered, never ACKed
+    names = [f"invented-{index}" for index in range(600)]
+    stream.receive(request(EDS, names), views, NOW)
+    stream.receive(request(EDS, unsubscribe=names), views, NOW)
+    assert len(stream.types[EDS].must_remove) == 600
+    with pytest.raises(TooManyNames):
+        stream.receive(request(EDS, [f"more-{index}" for index in range(600)]), views, NOW)
+
+
+def test_declared_versions_beyond_the_name_limit_end_the_stream():
+    world, stream = World(), StreamProtocol(Delta(), max_names=3)
+    declared = {f"invented-{index}": "v1" for index in range(4)}
+    with pytest.raises(TooManyNames):
+        stream.receive(request(EDS, ["*"], initial=declared), world.views({1: "10.0.0.1"}), NOW)
 
 
 # Only what changed --------------------------------------------------------------------------------

@@ -234,6 +234,37 @@ async def test_a_request_that_does_not_parse_ends_only_its_stream_with_invalid_a
     await bad.close()
 
 
+async def test_a_stream_beyond_the_name_limit_ends_with_resource_exhausted_and_is_counted():
+    registry = CollectorRegistry()
+    server = AdsServer(
+        XdsSettings(listen="127.0.0.1:0", max_resource_names=100, overload_lag_seconds=60),
+        StreamMetrics(registry),
+    )
+    await server.start()
+    world = World()
+    server.publish(world.views({1: "10.0.0.1"}).snapshot)
+    try:
+        assert server.port is not None
+        client = AdsClient(server.port, delta=True)
+        invented = [f"invented-{index}" for index in range(60)]
+        client.send(DeltaDiscoveryRequest(type_url=ENDPOINT_TYPE, resource_names_subscribe=invented))
+        await client.receive()
+        more = [f"more-{index}" for index in range(60)]
+        client.send(DeltaDiscoveryRequest(type_url=ENDPOINT_TYPE, resource_names_subscribe=more))
+        with pytest.raises(aio.AioRpcError) as raised:
+            await client.receive()
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "xds.max_resource_names" in (raised.value.details() or "")
+        assert "100" in (raised.value.details() or "")
+        await eventually(
+            lambda: _counter_at_least(registry, "kafka_xds_streams_ended_total", 1, reason="name_limit"),
+            what="the end counted",
+        )
+        await client.close()
+    finally:
+        await server.stop(grace=0)
+
+
 @pytest.mark.parametrize(
     "garbage",
     [b"\x0a\x05ab", b"\x07", b"\x22\x02\xff\xfe", b"\x22\x00", b"\x0b\x01"],

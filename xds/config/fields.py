@@ -1,4 +1,5 @@
-"""Reading configuration text: UTF-8 YAML with unique keys, and validation errors in one voice.
+"""Reading configuration text: bounded regular files, UTF-8 YAML with unique keys, and validation
+errors in one voice.
 
 Every problem becomes a `ConfigError`: the key, the value, and what is expected, on one line.
 """
@@ -6,8 +7,13 @@ Every problem becomes a `ConfigError`: the key, the value, and what is expected,
 from __future__ import annotations
 
 import difflib
+import hashlib
+import os
+import stat
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
@@ -20,6 +26,66 @@ from xds.shared.errors import ConfigError as ConfigError
 
 class _DuplicateKey(yaml.YAMLError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class FileRead:
+    """A file's content and what identifies that version of it: a write changes `signature`."""
+
+    content: bytes
+    digest: str
+    signature: tuple[int, int, int, int]  # device, inode, size, modification time (ns)
+    changed_while_read: bool
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_file(path: Path, limit: int) -> FileRead:
+    """A regular file of at most `limit` bytes; ConfigError (naming the file) for anything else.
+
+    Opened without blocking and checked before reading: a FIFO would hold the reading thread until
+    some writer came, a device such as /dev/zero would fill memory."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except OSError as err:
+        raise ConfigError(str(path), f"cannot read: {err.strerror or err}") from None
+    try:
+        before = os.fstat(descriptor)
+        if not stat.S_ISREG(before.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(before.st_mode)), "special")
+            raise ConfigError(str(path), f"cannot read: not a regular file ({kind})")
+        too_big = f"cannot read: more than the {limit} bytes allowed"
+        if before.st_size > limit:
+            raise ConfigError(
+                str(path), f"cannot read: {before.st_size} bytes, {too_big.removeprefix('cannot read: ')}"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(descriptor, min(1 << 16, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # it grew while read
+                raise ConfigError(str(path), too_big)
+        after = os.fstat(descriptor)
+    except OSError as err:
+        raise ConfigError(str(path), f"cannot read: {err.strerror or err}") from None
+    finally:
+        os.close(descriptor)
+    content = b"".join(chunks)
+    signature = _signature(after)
+    changed = _signature(before) != signature or size != after.st_size
+    return FileRead(content, hashlib.sha256(content).hexdigest(), signature, changed)
+
+
+def _signature(status: os.stat_result) -> tuple[int, int, int, int]:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 # libyaml's parser where PyYAML was built with it (the constructor stays PyYAML's safe one): static

@@ -23,6 +23,7 @@ from xds.config.fields import (
     Model,
     Port,
     describe_validation_error,
+    read_file,
     read_yaml,
 )
 from xds.config.fields import ConfigError as ConfigError
@@ -41,6 +42,7 @@ from xds.shared.addresses import parse_listen
 
 _M = TypeVar("_M", bound=BaseModel)
 __all__ = [
+    "MAX_STATIC_FILE_BYTES",
     "Config",
     "ConfigError",
     "DebugSettings",
@@ -59,6 +61,9 @@ __all__ = [
 ]
 
 KAFKA_MAX_IDLE_SECONDS = 600  # Kafka's connections.max.idle.ms default: never cut a connection sooner
+# A static broker file is about 100 bytes a broker: 1 MiB is thousands of brokers, and a bound on
+# what one bad `file:` (a log file, a disk image) can cost.
+MAX_STATIC_FILE_BYTES = 1024 * 1024
 
 
 def available_cores(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -113,6 +118,13 @@ class XdsSettings(Model):
     # catches up, rather than let them queue unserved until gRPC cancels them.
     overload_lag_seconds: float = Field(default=2.0, gt=0, le=60)
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    # Per stream and resource type: names a sidecar subscribes to (or declares it holds); a request
+    # beyond it ends its stream (RESOURCE_EXHAUSTED). Envoy asks for one per broker it may reach.
+    max_resource_names: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Streams of one verified client-certificate identity, per replica (each worker takes the share
+    # of it that it takes of max_concurrent_streams); None: no limit. Off by default: every replica of
+    # a workload usually shares one identity (its service account).
+    max_streams_per_identity: int | None = Field(default=None, ge=1)
     debounce_ms: int = Field(default=100, ge=0, le=60_000)
     shutdown_grace_seconds: float = Field(default=3.0, ge=0, le=30)
 
@@ -124,6 +136,13 @@ class XdsSettings(Model):
 class DebugSettings(Model):
     listen: ListenAddress = "127.0.0.1:19000"  # loopback by default: it shows the whole topology
     token_file: str | None = None  # a bearer token required for everything but /healthz and /readyz
+    # Held-open connections cannot starve the process (see xds/debug/connections.py): at most
+    # this many at once (and at most an eighth of the process's file descriptor limit), ...
+    max_connections: int = Field(default=64, ge=1, le=10_000)
+    # ... each closed unless it sent a complete request this soon after it opened, ...
+    header_timeout_seconds: float = Field(default=5.0, gt=0)
+    # ... or when it is idle this long between requests.
+    idle_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 class AccessRule(Model):
@@ -277,7 +296,7 @@ def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
 def load_static_brokers(path: Path, cluster: KafkaCluster) -> list[StaticBroker]:
     """The brokers of a static source file, checked against the cluster's plan; ConfigError names
     the file and the key."""
-    return parse_static_brokers(_read_bytes(path), str(path), cluster)
+    return parse_static_brokers(read_file(path, MAX_STATIC_FILE_BYTES).content, str(path), cluster)
 
 
 def parse_static_brokers(content: bytes, origin: str, cluster: KafkaCluster) -> list[StaticBroker]:

@@ -4,23 +4,28 @@ Handlers only read immutable values (snapshots, topologies, plans) and reports t
 makes of its streams, so a slow or failing request cannot touch the xDS path. Bound to loopback by
 default; with `debug.token_file`, everything but /healthz and /readyz needs the token: as
 `Authorization: Bearer <token>` (scheme case-insensitive), or once as `?token=` from a browser,
-which then holds it in an HttpOnly cookie so the page's links work without the token in the page.
+which is redirected to the same address without it and holds it in an HttpOnly cookie, so the
+page's links work without the token in the page or the address bar. /readyz tells what it waits
+for only to a request with the token. Connections are bounded (xds.debug.connections); the token
+file is followed as it changes (xds.debug.token).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from xds.config.model import Config, ConfigError
+from xds.config.model import Config
+from xds.debug.connections import ConnectionGuard, connection_limit
 from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_topology
+from xds.debug.token import DebugToken
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import format_plan_table, plan_rows
@@ -29,26 +34,14 @@ from xds.process.fleet import Fleet
 from xds.serving.reports import MAX_PAGE, STATES, StreamQuery
 from xds.shared.addresses import parse_listen
 from xds.shared.errors import StartupError
-from xds.shared.log import event, register_secret
+from xds.shared.log import event
 from xds.shared.resource_types import SHORT_TYPE_NAMES, TYPES_BY_SHORT_NAME
 
 log = logging.getLogger("kafka_xds.debug")
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _COOKIE = "kafka_xds_token"
+_AUTHORIZED = web.RequestKey("authorized", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def read_token(path: str) -> str:
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise ConfigError("debug.token_file", f"cannot read {path}: {err.strerror or err}") from None
-    except UnicodeDecodeError:
-        raise ConfigError("debug.token_file", f"{path} is not UTF-8 text") from None
-    if not token:
-        raise ConfigError("debug.token_file", f"{path} is empty")
-    register_secret(token)  # e.g. in an access log line for `?token=`
-    return token
 
 
 class _FleetCollector(Collector):
@@ -76,13 +69,15 @@ class DebugServer:
         self._cache = cache
         self._fleet = fleet
         self._metrics = metrics
-        self._token = read_token(self._settings.token_file) if self._settings.token_file else None
+        self._token = DebugToken(self._settings.token_file) if self._settings.token_file else None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._guard = ConnectionGuard(self._settings.max_connections, self._settings.header_timeout_seconds)
         metrics.registry.register(_FleetCollector(fleet))
         self.port: int | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._guard.middleware, self._auth])
         app.router.add_get("/", self._page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -95,38 +90,65 @@ class DebugServer:
 
     async def start(self) -> None:
         host, port = parse_listen(self._settings.listen)
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._guard.limit = connection_limit(self._settings.max_connections)
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, keepalive_timeout=self._settings.idle_timeout_seconds
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        self._guard.server = self._runner.server
         try:
-            await site.start()
+            # Listening through the guard, not an aiohttp site: it decides which connections stay.
+            self._listener = await asyncio.get_running_loop().create_server(
+                self._guard, host, port, backlog=self._guard.limit
+            )
         except OSError as err:
+            await self.stop()
             raise StartupError(
                 f"debug.listen: cannot listen on {self._settings.listen}: {err.strerror or err}"
             ) from None
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        event(log, logging.INFO, "debug server listening", address=f"{host}:{self.port}")
+        self.port = self._listener.sockets[0].getsockname()[1]
+        event(
+            log,
+            logging.INFO,
+            "debug server listening",
+            address=f"{host}:{self.port}",
+            max_connections=self._guard.limit,
+        )
 
     async def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if listener is not None:
+            await listener.wait_closed()
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._token is None or request.path in _OPEN_PATHS:
-            return await handler(request)
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        from_query = request.query.get("token", "")
-        offered = credentials.strip() if scheme.lower() == "bearer" else ""
-        offered = offered or from_query or request.cookies.get(_COOKIE, "")
-        if not hmac.compare_digest(offered.encode(), self._token.encode()):
+        authorized = self._authorized(request)
+        request[_AUTHORIZED] = authorized
+        if not authorized and request.path not in _OPEN_PATHS:
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
-        response = await handler(request)
-        if from_query and isinstance(response, web.Response):
+        from_query = request.query.get("token")
+        if authorized and from_query and self._token is not None:
+            # A browser login: the token goes into a cookie, and out of the address bar (and its
+            # history) by sending the browser to the same address without it.
+            address = str(request.rel_url.without_query_params("token"))
+            response = web.Response(status=303, headers={"Location": address})
             response.set_cookie(_COOKIE, from_query, httponly=True, samesite="Strict", path="/")
-        return response
+            return response
+        return await handler(request)
+
+    def _authorized(self, request: web.Request) -> bool:
+        """Whether the request carries the token (always, without one configured)."""
+        if self._token is None:
+            return True
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        offered = credentials.strip() if scheme.lower() == "bearer" else ""
+        offered = offered or request.query.get("token", "") or request.cookies.get(_COOKIE, "")
+        return hmac.compare_digest(offered.encode(), self._token.current().encode())
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -140,9 +162,14 @@ class DebugServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         waiting = self._waiting()
-        if waiting:
-            return web.json_response({"ready": False, "waiting": waiting}, status=503)
-        return web.json_response({"ready": True})
+        if not waiting:
+            return web.json_response({"ready": True})
+        body: dict[str, object] = {"ready": False, "waiting_count": len(waiting)}
+        if request[_AUTHORIZED]:
+            # What it waits for names ZooKeeper hosts, chroots and file paths: not for anyone
+            # who can reach the probe port.
+            body["waiting"] = waiting
+        return web.json_response(body, status=503)
 
     async def _snapshot(self, request: web.Request) -> web.StreamResponse:
         snapshot = self._cache.snapshot
@@ -185,6 +212,14 @@ class DebugServer:
             if value is not None
         ]
         if wanted and not body["matched"]:
+            silent = body.get("workers_not_answering")
+            if silent:
+                # The stream asked for may be on a worker that did not answer: not a "no".
+                error = (
+                    f"no stream from {' and '.join(wanted)} on the workers that answered; "
+                    f"{len(silent)} did not answer"
+                )
+                return web.json_response({"error": error, **body}, status=503)
             return web.json_response({"error": f"no stream from {' and '.join(wanted)}"}, status=404)
         return web.json_response(body)
 

@@ -1,13 +1,15 @@
 """The pipeline: topologies in, snapshots out (grace, plan, resources, snapshot, cache).
 
 Sources call `submit` on the event loop; `run` debounces bursts, waits until every source has synced
-once, then rebuilds and publishes. A failed build keeps the last good snapshot.
+once, then rebuilds and publishes. A Kafka cluster whose resources fail to build keeps its last good
+ones while the other clusters update; a build that fails as a whole keeps the last good snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -17,7 +19,14 @@ from dataclasses import dataclass
 from xds.config.model import Config, UpstreamTls
 from xds.pipeline.grace import GraceState
 from xds.pipeline.metrics import Metrics
-from xds.pipeline.plan import BrokerStatus, ClusterPlan, PlannedBroker, plan_cluster, upstream_names
+from xds.pipeline.plan import (
+    BrokerStatus,
+    ClusterPlan,
+    OwnAddresses,
+    PlannedBroker,
+    plan_cluster,
+    upstream_names,
+)
 from xds.pipeline.publisher import Publisher
 from xds.pipeline.resolve import HostResolver
 from xds.pipeline.resources.builder import ResourceBuilder
@@ -27,6 +36,8 @@ from xds.shared.log import event
 
 log = logging.getLogger("kafka_xds.controller")
 _SETTLE_SECONDS = 0.01
+
+BuildInputs = list[tuple[PlannedBroker, UpstreamTls | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +72,12 @@ class Controller:
         self._grace = {
             cluster.name: GraceState(cluster.removal_grace_seconds) for cluster in config.kafka_clusters
         }
+        self._own = OwnAddresses.of(config)
         self._plans: dict[str, ClusterPlan] = {}
+        # Per Kafka cluster, the plan and inputs of its last resources that built: what it keeps
+        # serving while its new ones fail. And why each failing cluster fails (logged when it changes).
+        self._built: dict[str, tuple[ClusterPlan, BuildInputs]] = {}
+        self._failing: dict[str, str] = {}
         self._dirty = asyncio.Event()
         self._dirty.set()
         self._change_seen_at: float | None = None  # monotonic; the oldest change not yet published
@@ -168,8 +184,47 @@ class Controller:
                         reason=skip.reason,
                     )
 
-    def _build_snapshot(self, inputs: list[tuple[PlannedBroker, UpstreamTls | None]]) -> Snapshot:
-        return Snapshot.from_brokers(self._builder.build(inputs, self._config.sidecar))
+    def _build_snapshot(self, by_cluster: Mapping[str, BuildInputs]) -> tuple[Snapshot, dict[str, str]]:
+        """The snapshot, and the clusters whose own inputs failed to build (they keep their last).
+
+        Runs in a worker thread. The common case is one build of everything; only when that fails
+        is each cluster built on its own, to find which ones fail."""
+        sidecar = self._config.sidecar
+        everything = itertools.chain(*by_cluster.values())
+        with contextlib.suppress(Exception):  # which cluster failed is found below
+            return Snapshot.from_brokers(self._builder.build(everything, sidecar)), {}
+        failed: dict[str, str] = {}
+        for name, inputs in by_cluster.items():
+            try:
+                Snapshot.from_brokers(self._builder.build(inputs, sidecar))
+            except Exception as err:
+                failed[name] = repr(err)
+        kept = (self._built[name][1] if name in self._built else [] for name in failed)
+        good = (inputs for name, inputs in by_cluster.items() if name not in failed)
+        return Snapshot.from_brokers(self._builder.build(itertools.chain(*good, *kept), sidecar)), failed
+
+    def _report_build_failures(self, failed: Mapping[str, str], plans: Mapping[str, ClusterPlan]) -> None:
+        """Count every failed cluster build; log a failure when it starts or changes, and its end."""
+        for name, error in failed.items():
+            self._metrics.cluster_build_failures.labels(name).inc()
+            if self._failing.get(name) != error:
+                event(
+                    log,
+                    logging.ERROR,
+                    "cluster's resources failed to build; keeping its last good ones, others unaffected",
+                    cluster=name,
+                    error=error,
+                    brokers_kept=len(self._built[name][0].brokers) if name in self._built else 0,
+                )
+        for name in self._failing.keys() - failed.keys():
+            event(
+                log,
+                logging.WARNING,
+                "cluster resources build again",
+                cluster=name,
+                brokers=len(plans[name].brokers),
+            )
+        self._failing = dict(failed)
 
     def _report_plan_mismatches(self, plans: Mapping[str, ClusterPlan]) -> None:
         """Log a broker that advertises another client address than its plan once, when that
@@ -223,22 +278,31 @@ class Controller:
         for cluster in self._config.kafka_clusters:
             grace = self._grace[cluster.name].advance(self._topologies[cluster.name], now)
             self._grace[cluster.name] = grace
-            plans[cluster.name] = plan_cluster(cluster, self._topologies[cluster.name], grace, resolved)
-        inputs = [
-            (planned, self._config.tls_for(cluster))
+            plans[cluster.name] = plan_cluster(
+                cluster, self._topologies[cluster.name], grace, resolved, self._own
+            )
+        by_cluster: dict[str, BuildInputs] = {
+            cluster.name: [
+                (planned, self._config.tls_for(cluster)) for planned in plans[cluster.name].brokers
+            ]
             for cluster in self._config.kafka_clusters
-            for planned in plans[cluster.name].brokers
-        ]
+        }
         built_before, reused_before = self._builder.counts
         try:
             # A full build is tens of milliseconds of CPU work (resources and snapshot both): keep it
             # off the event loop, which goes on serving streams meanwhile.
-            snapshot = await asyncio.to_thread(self._build_snapshot, inputs)
+            snapshot, failed = await asyncio.to_thread(self._build_snapshot, by_cluster)
         except Exception as err:  # a bug or an input we did not foresee: keep serving the last snapshot
             event(log, logging.ERROR, "snapshot build failed; keeping the last snapshot", error=repr(err))
             self._metrics.snapshot_build_failures.inc()
             self.last_build = BuildReport(now, time.perf_counter() - started, 0, 0, False, repr(err))
             return self.last_build
+        self._report_build_failures(failed, plans)
+        for name in failed:  # the plan shown is the one served: the last that built, or nothing
+            plans[name] = self._built[name][0] if name in self._built else _nothing_built(plans[name])
+        self._built.update(
+            (name, (plans[name], by_cluster[name])) for name in by_cluster if name not in failed
+        )
         self._report_new_plan_skips(plans)
         self._report_plan_mismatches(plans)
         self._plans = plans
@@ -247,8 +311,14 @@ class Controller:
         self._metrics.snapshot_build_seconds.observe(time.perf_counter() - started)
         self._metrics.record_plans(plans.values())
         built, reused = self._builder.counts
+        failures = "; ".join(f"{name}: {error}" for name, error in failed.items()) or None
         self.last_build = BuildReport(
-            now, time.perf_counter() - started, built - built_before, reused - reused_before, published
+            now,
+            time.perf_counter() - started,
+            built - built_before,
+            reused - reused_before,
+            published,
+            failures,
         )
         if published:
             event(
@@ -256,9 +326,14 @@ class Controller:
                 logging.INFO,
                 "snapshot published",
                 generation=self._cache.generation,
-                brokers=len(inputs),
+                brokers=sum(len(inputs) for _, inputs in self._built.values()),
                 built=self.last_build.built,
                 reused=self.last_build.reused,
                 seconds=round(self.last_build.seconds, 4),
             )
         return self.last_build
+
+
+def _nothing_built(plan: ClusterPlan) -> ClusterPlan:
+    """The plan of a cluster none of whose resources ever built: no brokers served, its skips kept."""
+    return ClusterPlan(plan.cluster, plan.loopback_ip, (), (), plan.skipped)

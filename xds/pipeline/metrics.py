@@ -74,6 +74,12 @@ class Metrics:
             "Snapshot builds that failed (the last good one was kept)",
             registry=r,
         )
+        self.cluster_build_failures = Counter(
+            "kafka_xds_cluster_build_failures",
+            "Builds in which a Kafka cluster's resources failed (its last good ones were kept)",
+            ["cluster"],
+            registry=r,
+        )
         self.workers_ready = Gauge(
             "kafka_xds_workers_ready", "Serving worker processes ready to serve", registry=r
         )
@@ -85,6 +91,7 @@ class Metrics:
         """Every per-cluster series exists from the start, at 0, so rates and alerts work at once."""
         for cluster in clusters:
             self.source_errors.labels(cluster)
+            self.cluster_build_failures.labels(cluster)
             self.skipped_registrations.labels(cluster)
             self.plan_mismatches.labels(cluster)
             self.source_staleness_seconds.labels(cluster)

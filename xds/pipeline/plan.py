@@ -2,20 +2,23 @@
 
 A pure function of the config and the topology, so every kafka-xds replica and every broker's
 start-up script compute the same answer. It also checks what brokers advertise to clients against
-the plan: a broker that advertises something else is reachable only around the sidecar.
+the plan: a broker that advertises something else is reachable only around the sidecar. A broker
+whose upstream is one of the plan's own addresses (a loopback IP of the plan, kafka-xds' listen
+addresses) is left out: its sidecar would connect to itself, over and over, until fds ran out.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from xds.config.model import KafkaCluster
+from xds.config.model import Config, KafkaCluster
 from xds.pipeline.grace import GraceState
 from xds.pipeline.resolve import Resolution
 from xds.pipeline.topology import Broker, SkippedRegistration, Topology
-from xds.shared.addresses import HostPort
+from xds.shared.addresses import HostPort, is_ip, parse_listen
 
 
 class BrokerStatus(StrEnum):
@@ -54,6 +57,45 @@ class PlanMismatch:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnAddresses:
+    """Where the plan's sidecars and kafka-xds itself listen: never an upstream."""
+
+    loopback_ips: Mapping[str, str]  # each Kafka cluster's loopback IP -> that cluster
+    listens: Mapping[HostPort, str]  # kafka-xds' own listen addresses -> their setting
+
+    @classmethod
+    def of(cls, config: Config) -> OwnAddresses:
+        listens: dict[HostPort, str] = {}
+        for key, listen in (("xds.listen", config.xds.listen), ("debug.listen", config.debug.listen)):
+            host, port = parse_listen(listen)
+            host = "127.0.0.1" if host == "localhost" else host
+            if is_ip(host):  # another name is not this host's to check
+                listens[HostPort(host, port)] = key
+        return cls({str(cluster.loopback_ip): cluster.name for cluster in config.kafka_clusters}, listens)
+
+    def refusal(self, upstream: HostPort) -> str | None:
+        """Why a sidecar must not forward to `upstream` (an IP), or None."""
+        if not upstream.is_ip:
+            return None
+        ip = ipaddress.ip_address(upstream.host)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.10 reaches 127.0.0.10
+        if ip.is_unspecified:
+            return f"upstream {upstream} is no address to connect to (it reaches this host)"
+        owner = self.loopback_ips.get(str(ip))
+        if owner is not None:
+            return (
+                f"upstream {upstream} is on {owner}'s loopback IP, where sidecars listen: "
+                "the sidecar would connect to itself; refused"
+            )
+        for listen, key in self.listens.items():
+            wildcard = ipaddress.ip_address(listen.host).is_unspecified and ip.is_loopback
+            if listen.port == upstream.port and (wildcard or ipaddress.ip_address(listen.host) == ip):
+                return f"upstream {upstream} is kafka-xds' own {key} ({listen}): refused"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterPlan:
     cluster: str
     loopback_ip: str
@@ -67,9 +109,12 @@ def plan_cluster(
     topology: Topology,
     grace: GraceState,
     resolved: Mapping[str, Resolution] | None = None,
+    own: OwnAddresses | None = None,
 ) -> ClusterPlan:
-    """Plan one cluster; `resolved` holds the addresses of upstream hosts that are DNS names."""
+    """Plan one cluster; `resolved` holds the addresses of upstream hosts that are DNS names, `own`
+    the addresses no upstream may be (without it: this cluster's loopback IP)."""
     resolved = resolved or {}
+    own = own or OwnAddresses({str(cluster.loopback_ip): cluster.name}, {})
     loopback_ip = str(cluster.loopback_ip)
     planned: list[PlannedBroker] = []
     mismatches: list[PlanMismatch] = []
@@ -88,6 +133,9 @@ def plan_cluster(
             continue
         if cluster.upstream_port is not None:
             upstream = HostPort(upstream.host, cluster.upstream_port)
+        if not 1 <= upstream.port <= 65535:  # a source's bug must not make Envoy refuse every cluster
+            skipped.append(_skip(cluster, broker, f"upstream port {upstream.port} is outside 1..65535"))
+            continue
         server_name = None
         if not upstream.is_ip:  # EDS endpoints must be IP addresses: use the name's resolved address
             resolution = resolved.get(upstream.host)
@@ -100,6 +148,11 @@ def plan_cluster(
                 skipped.append(_skip(cluster, broker, reason))
                 continue
             server_name, upstream = upstream.host, HostPort(resolution.address, upstream.port)
+        refusal = own.refusal(upstream)
+        if refusal is not None:
+            resolves = f"{server_name} resolves to {upstream.host}: " if server_name else ""
+            skipped.append(_skip(cluster, broker, resolves + refusal))
+            continue
         listen = HostPort(loopback_ip, port)
         planned.append(
             PlannedBroker(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import resource
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _MAX_FRAME = 512 * 1024 * 1024
+_MAX_FILES = 1 << 20  # Linux's default fs.nr_open: a soft limit to raise to when the hard one is unlimited
 
 
 def frame(message: Any) -> bytes:
@@ -80,6 +82,17 @@ def spawn() -> Spawned:
         child.close()
     parent.setblocking(False)
     return Spawned(process, parent)
+
+
+def raise_file_limit() -> None:
+    """Raise this process's soft file descriptor limit to its hard limit, before any worker starts
+    (they inherit it): a container's soft limit of 1024 is small for a replica whose sources,
+    debug server and workers' pipes share it, and running out makes the sources stale."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _MAX_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the limit given
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def prespawn(count: int) -> list[Spawned]:

@@ -82,39 +82,58 @@ class _Worker:
         self.applied_generation = 0
         self.state = "starting"
         self.failure: str | None = None
+        self.served = False  # listened once: from then on, every failure to start is retried
         self.stopping = False
 
     async def run(self) -> None:
+        """Run the worker until told to stop: restarted with backoff whenever it exits, or when
+        starting it again fails (fds or memory exhausted). Only a first start that fails ends it:
+        the fleet reports that as a start-up error."""
         failures = 0
         while True:
             started = time.monotonic()
-            code = await self._run_once()
+            try:
+                code: int | None = await self._run_once()
+            except Exception as err:  # spawning it or connecting to it: OSError, mostly
+                if not self.served:
+                    self.failure = f"serving worker {self.index} could not be started: {err}"
+                    return
+                code, problem = None, f"could not be started again: {err}"
+            else:
+                problem = f"exited with {code}"
             if self.stopping:
                 return
-            if self.failure is not None and not self.listening.is_set():
+            if not self.served and self.failure is not None:
                 return  # it never started (e.g. the port is in use): the fleet reports it
             if time.monotonic() - started > 60:
                 failures = 0
             delay = _RESTART_BACKOFF_SECONDS[min(failures, len(_RESTART_BACKOFF_SECONDS) - 1)]
             failures += 1
-            self.state = f"restarting after it exited with {code}"
+            self.state = f"restarting: it {problem} (retry in {delay:g} s)"
             self._fleet.metrics.worker_restarts.inc()
             event(
                 log,
                 logging.ERROR,
-                "serving worker died; restarting it (its sidecars reconnect meanwhile)",
+                "serving worker died; restarting it (its sidecars reconnect meanwhile)"
+                if code is not None
+                else "serving worker could not start; retrying (its sidecars use the other workers)",
                 worker=self.index,
                 exit_code=code,
+                error=None if code is not None else problem,
                 retry_in=delay,
             )
             await asyncio.sleep(delay)
 
     async def _run_once(self) -> int | None:
-        spawned = self._fleet.take_prespawned() or spawn()
-        self._process, parent = spawned.process, spawned.channel
         self.listening.clear()
         self.applied_generation = 0
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        spawned = self._fleet.take_prespawned() or spawn()
+        self._process, parent = spawned.process, spawned.channel
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=parent)
+        except BaseException:
+            await asyncio.to_thread(spawned.close)
+            raise
         self._writer = writer
         send(writer, self._fleet.init_message(self.index))
         try:
@@ -136,6 +155,7 @@ class _Worker:
     def _handle(self, message: FromWorker) -> None:
         if isinstance(message, Listening):
             self.state = "serving"
+            self.served = True
             self.listening.set()
             self._fleet.worker_listening(self)
         elif isinstance(message, Failed):

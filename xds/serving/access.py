@@ -9,7 +9,6 @@ frozenset per distinct allowed set, so sidecars allowed the same share views and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,15 +33,41 @@ def identity_of(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
     return None
 
 
-def identity_pattern(text: str) -> re.Pattern[str]:
-    """`*` matches any run of characters (slashes included, or none); the rest literally; anchored."""
-    return re.compile(".*".join(re.escape(part) for part in text.split("*")), re.DOTALL)
+class IdentityPattern:
+    """An identity, exact or with `*` for any run of characters (slashes included, or none).
+
+    Matched segment by segment, never by backtracking: the first literal segment must start the
+    identity and the last end it, each one between is found left to right at its earliest place
+    (the earliest is always as good as any later one), so a match costs time linear in the
+    identity for any number of stars. A regular expression of `.*`s took exponential time."""
+
+    __slots__ = ("_segments", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._segments = tuple(text.split("*"))
+
+    def matches(self, identity: str) -> bool:
+        segments = self._segments
+        if len(segments) == 1:
+            return identity == self.text
+        first, *middle, last = segments
+        if len(identity) < len(first) + len(last) or not identity.startswith(first):
+            return False
+        position, end = len(first), len(identity) - len(last)
+        if not identity.endswith(last):
+            return False
+        for segment in middle:
+            found = identity.find(segment, position, end)
+            if found < 0:
+                return False
+            position = found + len(segment)
+        return True
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    identity: str
-    pattern: re.Pattern[str]
+    pattern: IdentityPattern
     kafka_clusters: frozenset[str]
 
 
@@ -51,7 +76,7 @@ class AccessPolicy:
 
     def __init__(self, rules: Iterable[tuple[str, Iterable[str]]]) -> None:
         self._rules = tuple(
-            _Rule(identity, identity_pattern(identity), frozenset(clusters)) for identity, clusters in rules
+            _Rule(IdentityPattern(identity), frozenset(clusters)) for identity, clusters in rules
         )
         self._interned: dict[frozenset[str], frozenset[str]] = {}
         self._allowed: dict[str, frozenset[str]] = {}
@@ -61,7 +86,7 @@ class AccessPolicy:
         found = self._allowed.get(identity)
         if found is None:
             union = frozenset().union(
-                *(rule.kafka_clusters for rule in self._rules if rule.pattern.fullmatch(identity))
+                *(rule.kafka_clusters for rule in self._rules if rule.pattern.matches(identity))
             )
             found = self._interned.setdefault(union, union)
             if len(self._allowed) >= _CACHE_LIMIT:

@@ -10,14 +10,13 @@ in and out (no aiohttp here), so a worker can answer over its pipe.
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from xds.serving.access import identity_pattern
+from xds.serving.access import IdentityPattern
 from xds.serving.protocol import StreamProtocol, SyncState, Views
 from xds.shared.resource_types import SHORT_TYPE_NAMES
 
@@ -26,6 +25,10 @@ if TYPE_CHECKING:
 
 LAGGING_SECONDS = 10.0
 MAX_PAGE = 500
+# A query's identity pattern is matched against every stream on each serving loop: matching is
+# linear (IdentityPattern), and these caps keep one query's cost small whatever it asks.
+MAX_IDENTITY_QUERY_CHARS = 512
+MAX_IDENTITY_QUERY_STARS = 16
 STATES = ("nacked", "lagging", "pending", "idle", "in_sync")
 _RANK = {state: rank for rank, state in enumerate(STATES)}
 
@@ -38,6 +41,16 @@ class StreamQuery:
     offset: int = 0
     limit: int = 100
     identity: str | None = None  # verified identity, exact or with `*` as in the access policy
+
+    def __post_init__(self) -> None:
+        identity = self.identity
+        if identity is not None and (
+            len(identity) > MAX_IDENTITY_QUERY_CHARS or identity.count("*") > MAX_IDENTITY_QUERY_STARS
+        ):
+            raise ValueError(
+                f"identity must be at most {MAX_IDENTITY_QUERY_CHARS} characters with at most "
+                f"{MAX_IDENTITY_QUERY_STARS} '*'"
+            )
 
     def matches(self, stream: StreamInfo, sync: str) -> bool:
         return (
@@ -52,12 +65,12 @@ class StreamQuery:
 
 
 def _matches(pattern: str, identity: str) -> bool:
-    return pattern == identity or ("*" in pattern and _pattern(pattern).fullmatch(identity) is not None)
+    return pattern == identity or ("*" in pattern and _pattern(pattern).matches(identity))
 
 
 @functools.lru_cache(maxsize=64)
-def _pattern(text: str) -> re.Pattern[str]:
-    return identity_pattern(text)  # compiled once per query text, not once per stream
+def _pattern(text: str) -> IdentityPattern:
+    return IdentityPattern(text)  # split once per query text, not once per stream
 
 
 def report(

@@ -13,8 +13,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from xds.shared.prometheus import LATENCY_BUCKETS
 from xds.shared.resource_types import SHORT_TYPE_NAMES
 
-STREAM_END_REASONS = ("client_closed", "cancelled", "server_shutdown", "invalid_request", "error")
-REFUSAL_REASONS = ("at_limit", "overloaded", "unauthenticated", "permission_denied")
+STREAM_END_REASONS = (
+    "client_closed",
+    "cancelled",
+    "server_shutdown",
+    "invalid_request",
+    "name_limit",
+    "error",
+)
+REFUSAL_REASONS = ("at_limit", "overloaded", "identity_limit", "unauthenticated", "permission_denied")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ import grpc
 from grpc import aio
 
 from xds.serving.access import AccessPolicy
-from xds.serving.admission import Admission
+from xds.serving.admission import Admission, worker_share
 from xds.serving.protocol import (
     Acked,
     Delta,
@@ -45,6 +45,7 @@ from xds.serving.protocol import (
     Sotw,
     StreamProtocol,
     SyncState,
+    TooManyNames,
     Views,
 )
 from xds.serving.protocol.messages import DeltaRequest, SotwRequest, control_plane
@@ -53,7 +54,7 @@ from xds.serving.stream_metrics import StreamMetrics
 from xds.serving.tls import ServerCertificates
 from xds.shared.addresses import join_listen, parse_listen
 from xds.shared.errors import ConfigError, StartupError
-from xds.shared.log import event
+from xds.shared.log import Repeats, event
 from xds.shared.resource_types import SHORT_TYPE_NAMES
 
 log = logging.getLogger("kafka_xds.server")
@@ -82,7 +83,7 @@ class StreamInfo:
     outbox: collections.deque[bytes] = field(default_factory=collections.deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=_set_event)  # nothing being sent
-    failure: MalformedRequest | None = None
+    failure: MalformedRequest | TooManyNames | None = None
     publish_pending: bool = False
     client_done: bool = False
     ending: bool = False
@@ -129,17 +130,22 @@ class AdsServer:
         self._certificates: ServerCertificates | None = None
         self._metrics = metrics
         self._worker = worker
+        identity_limit = settings.max_streams_per_identity
+        if identity_limit is not None and stream_limit is not None:
+            identity_limit = worker_share(identity_limit, stream_limit, settings.max_concurrent_streams)
         self.admission = Admission(
             metrics,
             stream_limit if stream_limit is not None else settings.max_concurrent_streams,
             settings.overload_lag_seconds,
             access,
             worker,
+            identity_limit,
         )
         self._reuse_port = reuse_port
         self._nonces = Nonces()
         self._control_plane = control_plane(identifier)
         self._parser = RequestParser()
+        self._repeats = Repeats()
         self._ids = itertools.count(1)
         self._server: aio.Server | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -251,7 +257,10 @@ class AdsServer:
         await self.admission.capacity(len(self.streams), context)
         verified = self._certificates is not None and self._certificates.requires_client_certificate
         identity, scope = await self.admission.identify(context, verified)
-        protocol = StreamProtocol(Sotw() if api == "sotw" else Delta(), scope)
+        await self.admission.claim(identity, context)  # released in the `finally` below
+        protocol = StreamProtocol(
+            Sotw() if api == "sotw" else Delta(), scope, self._settings.max_resource_names
+        )
         stream = StreamInfo(
             f"{self._worker}-{next(self._ids)}",
             context.peer(),
@@ -305,6 +314,29 @@ class AdsServer:
                 error=str(err),
             )
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except TooManyNames as err:
+            ended = "name_limit"
+            type_name = SHORT_TYPE_NAMES[err.type_url]
+            message = (
+                f"{err.names} {type_name} names subscribed; this kafka-xds serves at most {err.limit} "
+                "per stream and type (xds.max_resource_names)"
+            )
+            # A sidecar that reconnects and does it again is logged once a minute, not every time.
+            repeated = self._repeats.admit(f"name_limit {stream.identity}")
+            if repeated is not None:
+                event(
+                    log,
+                    logging.WARNING,
+                    "too many resource names; stream ended (RESOURCE_EXHAUSTED)",
+                    stream=stream.stream_id,
+                    peer=stream.peer,
+                    identity=stream.identity,
+                    type=type_name,
+                    names=err.names,
+                    limit=err.limit,
+                    **repeated,
+                )
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
         except asyncio.CancelledError:
             ended = "server_shutdown" if self._stopping else "cancelled"
             raise
@@ -313,6 +345,7 @@ class AdsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             del self.streams[stream.stream_id]
+            self.admission.release(identity)
             self._metrics.streams.set(len(self.streams))
             self._metrics.streams_ended.labels(ended).inc()
             self._fanned_out(stream.stream_id)
@@ -352,7 +385,7 @@ class AdsServer:
                     ahead = 0
         except asyncio.CancelledError:
             raise
-        except MalformedRequest as err:
+        except (MalformedRequest, TooManyNames) as err:
             stream.failure = err
         except Exception as err:  # a broken stream ends this stream only; the sidecar reconnects
             event(log, logging.DEBUG, "stream read failed", stream=stream.stream_id, error=repr(err))

@@ -3,7 +3,9 @@
 Two guards sit between every logger (ours and the libraries') and the output: secrets registered
 where they are read, and the credential-carrying packets kazoo and aiokafka log at debug level, are
 redacted from every line; and `Repeats` keeps a problem that recurs every few seconds to one line
-when it starts or changes, a reminder per minute, and one line when it ends.
+when it starts or changes, a reminder per minute, and one line when it ends (asyncio's own
+repeated lines, such as a failed accept per connection when file descriptors run out, through
+`RepeatsFilter`).
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ def configure(level: str = "warning", fmt: str = "logfmt") -> None:
     quiet = logging.DEBUG if root.level <= logging.DEBUG else max(root.level, logging.ERROR)
     for library in _CHATTY_LIBRARIES:
         logging.getLogger(library).setLevel(quiet)
+    repeating = logging.getLogger("asyncio")
+    for installed in [each for each in repeating.filters if isinstance(each, RepeatsFilter)]:
+        repeating.removeFilter(installed)  # configured again (tests): one filter, not two
+    repeating.addFilter(RepeatsFilter())
 
 
 _CHATTY_LIBRARIES = ("kazoo", "aiokafka")
@@ -227,6 +233,29 @@ class Repeats:
             failures, self._failures = self._failures, 0
             self._lines.clear()
             return failures
+
+
+class RepeatsFilter(logging.Filter):
+    """On a library's logger that repeats itself (asyncio, out of file descriptors, reports every
+    failed accept, thousands a second): each distinct message once, then once per interval with
+    `repeated`, the number of times it came since it was last written. (The traceback is not part
+    of the message: one failed accept per listening socket is one message.)"""
+
+    def __init__(self, repeats: Repeats | None = None) -> None:
+        super().__init__()
+        self.repeats = repeats if repeats is not None else Repeats()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            line = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a bad format call: logging reports those
+        admitted = self.repeats.admit(f"{record.levelno} {line}")
+        if admitted is None:
+            return False
+        for key, value in admitted.items():
+            setattr(record, key, value)
+        return True
 
 
 class RepeatLimitedLogger(logging.LoggerAdapter[logging.Logger]):

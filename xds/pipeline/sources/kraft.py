@@ -9,7 +9,9 @@ upstream listener, and `upstream_port` may replace its port.
 Only a real change publishes a new Topology. When a server does not answer, the next is tried: the
 one that answered last, then every bootstrap server, then a few of the brokers learned so far. When
 none answers, the last brokers are kept, marked stale, and polling backs off (capped, jittered). An
-answer from another Kafka cluster (its cluster id differs from the first one seen) is refused.
+answer from another Kafka cluster (its cluster id differs from the first one seen) is refused. A
+broker whose endpoint is no usable address (a port outside 1..65535, a host that is neither an IP
+address nor a DNS name) is skipped and reported, as the other sources skip a malformed registration.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from xds.config.model import KafkaCluster, KraftSettings
 from xds.kafka.client import KafkaMetadataClient, MetadataClient, describe_error, parse_bootstrap_server
-from xds.kafka.metadata import ClusterMetadata, MetadataError
+from xds.kafka.metadata import ClusterMetadata, MetadataBroker, MetadataError
 from xds.pipeline.sources.base import Publish, gave_up_waiting, kept
-from xds.pipeline.topology import Broker, SourceState, Topology
-from xds.shared.addresses import HostPort
+from xds.pipeline.topology import Broker, SkippedRegistration, SourceState, Topology
+from xds.shared.addresses import HostPort, is_host
 from xds.shared.log import Repeats, event
 
 log = logging.getLogger("kafka_xds.sources.kraft")
@@ -90,6 +92,9 @@ class KraftSource:
         client = self._client_factory(self._settings, self.cluster)
         try:
             await self._poll_forever(client)
+        except Exception as err:  # the supervisor restarts the source: say meanwhile it follows nothing
+            self._set(self._current.went_stale(f"KRaft source failed: {err!r}", self._clock()))
+            raise
         finally:
             await client.close()
 
@@ -178,7 +183,16 @@ class KraftSource:
         if self._cluster_id is None:
             self._cluster_id = metadata.cluster_id
         self._last_answered = server
-        self._learned = sorted({HostPort(broker.host, broker.port) for broker in metadata.brokers})
+        usable, skipped = [], []
+        for broker in metadata.brokers:
+            reason = _unusable(broker)
+            if reason is None:
+                usable.append(broker)
+            else:
+                skipped.append(
+                    SkippedRegistration(f"{self.cluster}/broker-{broker.node_id}", reason, broker.node_id)
+                )
+        self._learned = sorted({HostPort(broker.host, broker.port) for broker in usable})
         port = self._settings.upstream_port
         brokers = [
             Broker.create(
@@ -186,13 +200,28 @@ class KraftSource:
                 {self._upstream_listener: HostPort(broker.host, port or broker.port)},
                 broker.rack,
             )
-            for broker in metadata.brokers
+            for broker in usable
         ]
         topology = Topology.create(
-            self.cluster, self.kind, SourceState.SYNCED, brokers, cluster_id=self._cluster_id
+            self.cluster, self.kind, SourceState.SYNCED, brokers, skipped, cluster_id=self._cluster_id
         )
         self._log_changes(self._current.brokers if self._current.synced_once else (), topology.brokers)
+        self._report_skips(topology.skipped)
         self._set(topology)
+
+    def _report_skips(self, skipped: Iterable[SkippedRegistration]) -> None:
+        """Log each skipped broker once, when it appears or its reason changes (not on every poll)."""
+        before = set(self._current.skipped)
+        for skip in skipped:
+            if skip not in before:
+                event(
+                    log,
+                    logging.ERROR,
+                    "broker skipped: its Metadata endpoint is unusable; other brokers unaffected",
+                    cluster=self.cluster,
+                    broker=skip.broker_id,
+                    reason=skip.reason,
+                )
 
     def _fail(self, problems: list[tuple[HostPort, str]], refusals: list[tuple[HostPort, str]]) -> None:
         self._failures += 1
@@ -239,6 +268,15 @@ class KraftSource:
         if topology != self._current:
             self._current = topology
             self._publish(topology)
+
+
+def _unusable(broker: MetadataBroker) -> str | None:
+    """Why a broker's Metadata endpoint cannot be an upstream, checked as static brokers are."""
+    if not 1 <= broker.port <= 65535:
+        return f"port {broker.port} of {broker.host!r} is outside 1..65535"
+    if not is_host(broker.host):
+        return f"expected an IP address or a DNS name, got {broker.host!r}"
+    return None
 
 
 def _endpoint_text(broker: Broker | None, listener: str) -> str | None:

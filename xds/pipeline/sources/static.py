@@ -2,24 +2,37 @@
 
 An operator moves a broker by editing the file; no restart. An edit that does not parse or that
 check-config would refuse (a bad host, a duplicate id, an id without a port) is reported and the last
-good brokers are kept (marked stale with the error), never replaced by nothing.
+good brokers are kept (marked stale with the error), never replaced by nothing. Only a complete file
+is applied (one caught half written is read again), and only a regular file of at most
+MAX_STATIC_FILE_BYTES: a FIFO or a device is refused unread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from pathlib import Path
 
-from xds.config.model import ConfigError, KafkaCluster, StaticBroker, parse_static_brokers
+from xds.config.fields import FileRead, read_file
+from xds.config.model import (
+    MAX_STATIC_FILE_BYTES,
+    ConfigError,
+    KafkaCluster,
+    StaticBroker,
+    parse_static_brokers,
+)
 from xds.pipeline.sources.base import Publish
 from xds.pipeline.topology import Broker, SourceState, Topology
 from xds.shared.addresses import HostPort, parse_listen
 from xds.shared.log import event
 
 log = logging.getLogger("kafka_xds.sources.static")
+
+# How long a new content must hold still before it is applied: longer than an editor's pause between
+# its writes, short next to how quickly an operator expects an edit to apply.
+_SETTLE_SECONDS = 0.1
+_UNSETTLED_NOTICE_POLLS = 10
 
 
 def brokers_from_static(cluster: KafkaCluster, entries: list[StaticBroker]) -> Topology:
@@ -52,22 +65,37 @@ class StaticSource:
     async def _follow(self, path: Path, publish: Publish) -> None:
         last_digest: str | None = None
         current = Topology.create(self.cluster, self.kind, SourceState.SYNCING)
+        unsettled = 0  # polls in a row that found the file being written
         while True:
             problem: str | None = None
             try:
-                content = await asyncio.to_thread(path.read_bytes)
-            except OSError as err:
-                problem, last_digest = f"cannot read {path}: {err.strerror or err}", None
+                read = await self._read_complete(path, last_digest)
+            except ConfigError as err:
+                problem, last_digest = str(err), None
             else:
-                digest = hashlib.sha256(content).hexdigest()
-                if digest != last_digest:
-                    last_digest = digest
+                unsettled = unsettled + 1 if read is None else 0
+                if unsettled == _UNSETTLED_NOTICE_POLLS:
+                    event(
+                        log,
+                        logging.WARNING,
+                        "static broker file keeps changing while read; it is applied once it holds "
+                        "still (write a temporary file and rename it over the old one)",
+                        cluster=self.cluster,
+                        file=str(path),
+                    )
+                if read is None:
+                    pass  # being written: looked at again at the next poll
+                elif read.digest != last_digest:
+                    last_digest = read.digest
                     try:
-                        entries = parse_static_brokers(content, str(path), self._config)
+                        entries = parse_static_brokers(read.content, str(path), self._config)
+                        loaded = brokers_from_static(self._config, entries)
                     except ConfigError as err:
                         problem = str(err)
+                    except Exception as err:  # a bug or an input nobody foresaw: say so, keep polling
+                        problem = f"unexpected error reading {path}: {err!r}"
                     else:
-                        current = brokers_from_static(self._config, entries)
+                        current = loaded
                         event(
                             log,
                             logging.INFO,
@@ -91,3 +119,19 @@ class StaticSource:
                 current = current.went_stale(problem, time.time())
                 publish(current)
             await asyncio.sleep(self._settings.poll_interval_seconds)
+
+    async def _read_complete(self, path: Path, applied: str | None) -> FileRead | None:
+        """The file, if it is complete; None while it is being written.
+
+        An editor that saves in place truncates the file, then writes it: a read in between sees
+        nothing or half (`port: 2909` of 29093). A new content is therefore read a second time after
+        a pause, and applied only if both reads agree (same bytes, same size, same modification
+        time) and nothing changed during either."""
+        first = await asyncio.to_thread(read_file, path, MAX_STATIC_FILE_BYTES)
+        if first.digest == applied and not first.changed_while_read:
+            return first
+        await asyncio.sleep(_SETTLE_SECONDS)
+        second = await asyncio.to_thread(read_file, path, MAX_STATIC_FILE_BYTES)
+        if first.changed_while_read or second.changed_while_read:
+            return None
+        return second if (first.digest, first.signature) == (second.digest, second.signature) else None

@@ -3,7 +3,8 @@
 Every registration is read once per connection (kazoo drops its watches whenever a connection drops,
 so a reconnect re-reads everything and reconciles), then child and data watches say what to re-read.
 A lost connection keeps the last brokers, marked stale. A chroot whose `/cluster/id` changes under a
-running source now holds another Kafka cluster: that is refused, and the last brokers kept.
+running source now holds another Kafka cluster: that is refused, and the last brokers kept. An error
+nobody foresaw (a bug) is treated like a failed read: stale, logged, counted, retried.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class ZookeeperSource:
         stop_listening = session.listen(loop, self._on_state)
         try:
             await self._follow(session, watcher)
+        except Exception as err:  # the supervisor restarts the source: say meanwhile it follows nothing
+            self._set(self._current.went_stale(f"ZooKeeper source failed: {err!r}", self._clock()))
+            raise
         finally:
             stop_listening()
             self._session, self._connected = None, False
@@ -201,11 +205,16 @@ class ZookeeperSource:
             generation = self._generation
             try:
                 await self._read(session, watcher)
-            except (KazooException, TimeoutError) as err:
+            except Exception as err:
                 self._resync = True
-                if generation != self._generation:
+                expected = isinstance(err, KazooException | TimeoutError)
+                if expected and generation != self._generation:
                     continue  # the connection changed under the read: _on_state said so already
-                problem = f"cannot read from ZooKeeper {self._ensemble_text}: {err!r}"
+                if expected:
+                    problem = f"cannot read from ZooKeeper {self._ensemble_text}: {err!r}"
+                else:  # a bug or an input nobody foresaw: never a silent restart loop while "synced"
+                    problem = f"unexpected error following ZooKeeper {self._ensemble_text}: {err!r}"
+                    log.debug("unexpected error in the ZooKeeper source", exc_info=True)
                 fields = self._read_failures.admit(problem)  # retried every few seconds
                 if fields is not None:
                     event(

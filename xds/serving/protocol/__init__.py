@@ -23,6 +23,7 @@ from xds.serving.protocol.stream import (
     Sent,
     StreamProtocol,
     SyncState,
+    TooManyNames,
     TypeState,
 )
 from xds.serving.protocol.views import Body, Nonces, Served, ServedSnapshot, View, Views
@@ -48,6 +49,7 @@ __all__ = [
     "SotwRequest",
     "StreamProtocol",
     "SyncState",
+    "TooManyNames",
     "TypeState",
     "View",
     "Views",

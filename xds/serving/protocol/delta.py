@@ -54,35 +54,55 @@ class Delta:
 
 def _subscribe(stream: StreamProtocol, state: TypeState, request: DeltaRequest, views: Views | None) -> None:
     """`*` subscribes to everything, and (legacy) so does a stream that never subscribed by name.
-    Names add and drop one by one; a name subscribed again is sent again even if unchanged; with a
-    wildcard, a dropped name is resent (if the wildcard covers it) or listed as removed, so the
-    client knows whether to keep it."""
+    Names add and drop one by one; a name (or `*`) subscribed again is sent again even if unchanged;
+    with a wildcard, a dropped name is resent (if the wildcard covers it) or listed as removed, so the
+    client knows whether to keep it. What is due to be sent or removed never outgrows the
+    subscription, even while a response awaits its ACK; the names and the removals due count against
+    the stream's limit."""
     first = not state.requested
-    state.requested = True
     subscribe, unsubscribe = request.subscribe, request.unsubscribe
-    if subscribe:
-        state.explicit = True
     wildcard = state.wildcard or WILDCARD in subscribe or (first and not subscribe and not unsubscribe)
     if WILDCARD in unsubscribe:
         wildcard = False
     named = subscribe - {WILDCARD}
     dropped = unsubscribe - {WILDCARD}
-    names = (state.names | named) - dropped
+    names = (state.names | named) - dropped if named or dropped else state.names
+    must_send, must_remove = state.must_send, state.must_remove
+    if dropped and must_send:
+        must_send = must_send - dropped
     # A name subscribed again is sent again, but not one the client declares it holds on reconnect:
     # the difference between what it declares and what it should have goes out anyway.
     resend = named - request.initial_versions.keys() if request.initial_versions else named
+    if WILDCARD in subscribe and views is not None and (state.has is not None or state.sent is not None):
+        # `*` subscribed again resends everything it covers, as a name subscribed again does (a first
+        # request has been sent nothing; what it declares to hold gets only the difference).
+        resend = resend | _every_name(views, state.type_url, stream.scope)
     if resend:
-        state.must_send = resend if not state.must_send else state.must_send | resend
+        must_send = resend if not must_send else must_send | resend
     if dropped and wildcard:
         available = views.scoped(state.type_url, stream.scope) if views is not None else {}
         covered = frozenset(name for name in dropped if name in available)
         if covered:
-            state.must_send |= covered
-        if dropped - covered:
-            state.must_remove |= dropped - covered
+            must_send |= covered
+        uncovered = (dropped - covered) & state.names  # a name never subscribed needs no removal
+        if uncovered:
+            must_remove |= uncovered
+    if named and must_remove:
+        must_remove = must_remove - named
+    declared = len(request.initial_versions) if first else 0
+    stream.check_names(state, max(len(names) + len(must_remove), declared))
+    state.requested = True
+    if subscribe:
+        state.explicit = True
     state.wildcard, state.names = wildcard, names
+    state.must_send, state.must_remove = must_send, must_remove
     if state.has is not None and not wildcard and (dropped or WILDCARD in unsubscribe):
         state.has = state.has.restricted(names)  # the client forgets what it dropped: so do we
+
+
+def _every_name(views: Views, type_url: str, scope: frozenset[str] | None) -> frozenset[str]:
+    """The names a wildcard covers, one shared set per type and scope."""
+    return views.memo(("names", type_url, scope), lambda: frozenset(views.scoped(type_url, scope)))
 
 
 def _news(has: View, target: View, must_send: frozenset[str], must_remove: frozenset[str]) -> Change:

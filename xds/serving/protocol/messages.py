@@ -10,6 +10,7 @@ bytes) are parsed once: see `RequestParser`.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from typing import Any, TypeVar
 from xds.shared import wire
 
 WILDCARD = "*"
+# A resource name (or declared version) longer than this ends its stream: kafka-xds serves none longer
+# than about 90 bytes (`<kafka cluster>/broker-<id>`), and names are what a stream keeps.
+MAX_NAME_BYTES = 1024
 _R = TypeVar("_R", "SotwRequest", "DeltaRequest")
 _EMPTY_NAMES: frozenset[str] = frozenset()
 
@@ -166,6 +170,7 @@ def _read(data: bytes, what: str, spec: Mapping[int, tuple[str, str]]) -> dict[s
             if kind == _TEXT:
                 found[name] = _text(data, start, end, what)
             elif kind == _TEXTS:
+                _check_length(end - start, what)
                 found.setdefault(name, []).append(_text(data, start, end, what))
             elif kind == _NODE:
                 found[name] = _node(data, start, end)
@@ -181,11 +186,19 @@ def _read(data: bytes, what: str, spec: Mapping[int, tuple[str, str]]) -> dict[s
     return found
 
 
+def _check_length(length: int, what: str) -> None:
+    if length > MAX_NAME_BYTES:
+        raise MalformedRequest(
+            f"{what}: a resource name of {length} bytes; kafka-xds serves none longer than {MAX_NAME_BYTES}"
+        )
+
+
 def _map_entry(data: bytes, start: int, end: int) -> tuple[str, str]:
     key = value = ""
     for number, wire_type, first, last in wire.fields(data, start, end, "initial_resource_versions"):
         if number in (1, 2):
             _expect(wire_type, _LEN, number, "initial_resource_versions")
+            _check_length(last - first, "initial_resource_versions")
             text = _text(data, first, last, "initial_resource_versions")
             if number == 1:
                 key = text
@@ -226,14 +239,15 @@ class RequestParser:
 
     Every sidecar that received the same shared response ACKs it with the same bytes (same version,
     nonce and names), so a broker move to N sidecars costs one parse, not N. Requests that carry a
-    node (one per stream) are not kept. Bounded by entries and by bytes held."""
+    node (one per stream) are not kept. Bounded by entries and by bytes held: the raw bytes and the
+    parsed copy (its names are most of it)."""
 
     def __init__(self, max_entries: int = 512, max_bytes: int = 32 * 1024 * 1024) -> None:
-        self._sotw: OrderedDict[bytes, SotwRequest] = OrderedDict()
-        self._delta: OrderedDict[bytes, DeltaRequest] = OrderedDict()
+        self._sotw: OrderedDict[bytes, tuple[SotwRequest, int]] = OrderedDict()
+        self._delta: OrderedDict[bytes, tuple[DeltaRequest, int]] = OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self._bytes = 0
+        self.held_bytes = 0
         self.hits = 0
         self.parses = 0
 
@@ -242,7 +256,7 @@ class RequestParser:
         if found is not None:
             self._sotw.move_to_end(data)
             self.hits += 1
-            return found
+            return found[0]
         self.parses += 1
         request = parse_sotw(data)
         if request.node is None:
@@ -254,24 +268,49 @@ class RequestParser:
         if found is not None:
             self._delta.move_to_end(data)
             self.hits += 1
-            return found
+            return found[0]
         self.parses += 1
         request = parse_delta(data)
         if request.node is None and not request.initial_versions:
             self._keep(self._delta, data, request)
         return request
 
-    def _keep(self, cache: OrderedDict[bytes, _R], data: bytes, request: _R) -> None:
+    def _keep(self, cache: OrderedDict[bytes, tuple[_R, int]], data: bytes, request: _R) -> None:
         if len(data) > self._max_bytes // 8:
+            return  # its parsed copy is larger still
+        size = _held_size(data, request)
+        if size > self._max_bytes // 8:
             return
-        cache[data] = request
-        self._bytes += len(data)
-        while self._bytes > self._max_bytes or len(self._sotw) + len(self._delta) > self._max_entries:
+        cache[data] = (request, size)
+        self.held_bytes += size
+        while self.held_bytes > self._max_bytes or len(self._sotw) + len(self._delta) > self._max_entries:
             if len(self._sotw) >= len(self._delta):
-                old, _ = self._sotw.popitem(last=False)
+                _, (_, dropped) = self._sotw.popitem(last=False)
             else:
-                old, _ = self._delta.popitem(last=False)
-            self._bytes -= len(old)
+                _, (_, dropped) = self._delta.popitem(last=False)
+            self.held_bytes -= dropped
+
+
+_CACHE_ENTRY_BYTES = 200  # an OrderedDict entry with its links, and the (request, size) pair
+
+
+def _held_size(data: bytes, request: SotwRequest | DeltaRequest) -> int:
+    """The bytes a cached request holds: the raw bytes and the parsed copy, strings included (a cached
+    request carries no node and no declared versions)."""
+    texts: tuple[str, ...]
+    if isinstance(request, SotwRequest):
+        texts = (request.type_url, request.version_info, request.response_nonce)
+        name_sets: tuple[frozenset[str], ...] = (request.resource_names,)
+    else:
+        texts = (request.type_url, request.response_nonce)
+        name_sets = (request.subscribe, request.unsubscribe)
+    size = _CACHE_ENTRY_BYTES + sys.getsizeof(data) + sys.getsizeof(request) + sum(map(sys.getsizeof, texts))
+    if request.error is not None:
+        size += sys.getsizeof(request.error) + sys.getsizeof(request.error.message)
+    for names in name_sets:
+        if names:
+            size += sys.getsizeof(names) + sum(map(sys.getsizeof, names))
+    return size
 
 
 # -- writing ----------------------------------------------------------------------------------------

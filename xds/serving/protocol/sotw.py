@@ -30,7 +30,9 @@ class Sotw:
         if request.version_info:
             state.reported_version = request.version_info
         first = not state.requested
-        _subscribe(state, request.resource_names)
+        names = request.resource_names
+        stream.check_names(state, len(names) - (WILDCARD in names))
+        _subscribe(state, names)
         if first and request.version_info and views is not None:
             _resume(stream, state, request.version_info, views)
 
@@ -73,6 +75,8 @@ def _subscribe(state: TypeState, names: frozenset[str]) -> None:
         state.explicit = True
     else:
         wildcard, explicit = not state.explicit, EMPTY
+    if state.must_send and explicit is not state.names:
+        state.must_send -= state.names - explicit  # no longer asked for: not due either
     added = explicit - state.names
     if added:
         state.must_send = added if not state.must_send else state.must_send | added

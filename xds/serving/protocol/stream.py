@@ -72,6 +72,15 @@ class Ignored:
 Outcome = Sent | Acked | Nacked | Ignored
 
 
+class TooManyNames(Exception):
+    """A request would make one type's subscription hold more names than the stream may: the stream
+    ends (the transport says so with a status). Checked before the request changes anything."""
+
+    def __init__(self, type_url: str, names: int, limit: int) -> None:
+        super().__init__(f"{names} resource names of {type_url}; a stream may subscribe to at most {limit}")
+        self.type_url, self.names, self.limit = type_url, names, limit
+
+
 @dataclass(frozen=True, slots=True)
 class Nack:
     version: str  # the version the client rejected
@@ -167,9 +176,12 @@ class Variant(Protocol):
 class StreamProtocol:
     """The protocol state of one ADS stream. Feed it requests and snapshots; act on what it returns."""
 
-    def __init__(self, variant: Variant, scope: frozenset[str] | None = None) -> None:
+    def __init__(
+        self, variant: Variant, scope: frozenset[str] | None = None, max_names: int | None = None
+    ) -> None:
         self.variant = variant
         self.scope = scope  # the Kafka clusters this sidecar may see; None: all
+        self.max_names = max_names  # per type: names subscribed (or declared held); None: no limit
         self.node: NodeInfo | None = None
         self.types: dict[str, TypeState] = {type_url: TypeState(type_url) for type_url in TYPE_ORDER}
         self.ignored_types: dict[str, int] = {}
@@ -244,6 +256,11 @@ class StreamProtocol:
         state.rejected = sent
         state.nack = Nack(sent.version, nonce, error.message, error.code, now)
         return Nacked(state.type_url, sent.version, state.acked_version, nonce, error.message, error.code)
+
+    def check_names(self, state: TypeState, names: int) -> None:
+        """Raise TooManyNames when `names` is more than one type's subscription may hold."""
+        if self.max_names is not None and names > self.max_names:
+            raise TooManyNames(state.type_url, names, self.max_names)
 
     def _ignore_type(self, type_url: str) -> None:
         shown = type_url[:MAX_TYPE_URL_SHOWN]

@@ -4,13 +4,16 @@ A `ServedSnapshot` holds every resource already encoded for the wire. A `Views` 
 snapshot and memoises, by value, everything a stream asks of it: the resources a subscription sees
 (`View`), what changed between two views, and the encoded response body with its nonce. A thousand
 sidecars with the same subscription therefore cost one computation and share one byte string; per
-stream there is only bookkeeping (which view it holds, which nonce is in flight).
+stream there is only bookkeeping (which view it holds, which nonce is in flight). The memo is bounded
+in bytes, and keeps what only one stream asks for only while it is small (see _MEMO_BYTES).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -22,7 +25,15 @@ from xds.shared.resource_types import TYPE_ORDER, set_version
 
 _T = TypeVar("_T")
 _EMPTY_NAMES: frozenset[str] = frozenset()
-_MEMO_LIMIT = 20_000  # distinct (subscription, holding) combinations kept per snapshot
+# What the memo of one snapshot keeps: at most this many entries, holding about this many bytes
+# (see _size), the least recently used going first. An entry larger than _SHARED_BYTES is kept only
+# once a second stream asks for it: one sidecar's own subscription (a thousand invented names) is
+# never worth keeping, a subscription that many sidecars share is.
+_MEMO_LIMIT = 20_000
+_MEMO_BYTES = 32 * 1024 * 1024
+_SHARED_BYTES = 64 * 1024
+_SEEN_ONCE_LIMIT = 10_000  # hashes of large entries' keys asked for once, remembered per snapshot
+_ENTRY_BYTES = 64  # one entry of a dict or set (its slot, hash and share of the table), counted upward
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -118,6 +129,7 @@ class View:
 
     __slots__ = (
         "_references",
+        "_size",
         "_versions",
         "absent",
         "resources",
@@ -142,6 +154,7 @@ class View:
         self.retained = retained
         self._versions = versions
         self._references: frozenset[str] | None = None
+        self._size: int | None = None
         self.withheld: frozenset[str] = _EMPTY_NAMES  # new resources held back until they are ready
         if version is None:
             version = set_version((name, served.version) for name, served in resources.items())
@@ -172,6 +185,21 @@ class View:
                     *(served.references for served in self.resources.values())
                 )
         return self._references
+
+    @property
+    def size(self) -> int:
+        """About the bytes this view holds beyond the snapshot's resources, counted upward: its
+        mappings (with the versions one, made when first asked for), and every name it holds that
+        may have come from a request rather than the snapshot."""
+        if self._size is None:
+            size = 2 * _ENTRY_BYTES * len(self.resources)
+            size += _names_size(self.absent) + _names_size(self.retained) + _names_size(self.withheld)
+            if self._versions is not None and not self.resources:  # declared by a client
+                size += _names_size(self._versions.keys()) + _names_size(self._versions.values())
+            elif self._versions is not None:
+                size += _names_size(self._versions.keys())
+            self._size = size
+        return self._size
 
     def restricted(self, names: frozenset[str]) -> View:
         """This holding without what the client stopped subscribing to."""
@@ -218,26 +246,61 @@ class Nonces:
 class Views:
     """The shared computations of one snapshot, memoised by value (see the module docstring)."""
 
-    def __init__(self, snapshot: ServedSnapshot, nonces: Nonces, control_plane: bytes = b"") -> None:
+    def __init__(
+        self,
+        snapshot: ServedSnapshot,
+        nonces: Nonces,
+        control_plane: bytes = b"",
+        max_memo_bytes: int = _MEMO_BYTES,
+    ) -> None:
         self.snapshot = snapshot
         self.nonces = nonces
         self.control_plane = control_plane
-        self._memo: dict[Hashable, object] = {}
+        self._max_memo_bytes = max_memo_bytes
+        self._memo: OrderedDict[Hashable, object] = OrderedDict()
+        self._sizes: dict[Hashable, int] = {}
+        self._seen_once: set[int] = set()
+        self.held_bytes = 0  # what the memo holds now, as _size counts it
 
     def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         found = self._memo.get(key)
         if found is None:
-            if len(self._memo) >= _MEMO_LIMIT:
-                self._memo.clear()  # a pathological variety of subscriptions: recompute rather than grow
-            found = self._memo[key] = compute()
+            found = compute()
+            self._keep(key, found)
+        else:
+            self._memo.move_to_end(key)
         return found  # type: ignore[return-value]
+
+    def _keep(self, key: Hashable, value: object) -> None:
+        """Memoise `value`, within the memo's bounds (`max_memo_bytes`, the entry limit)."""
+        size = _size(key) + _size(value)
+        if size > _SHARED_BYTES:
+            if size > self._max_memo_bytes // 4:
+                return
+            fingerprint = hash(key)
+            if fingerprint not in self._seen_once:
+                if len(self._seen_once) >= _SEEN_ONCE_LIMIT:
+                    self._seen_once.clear()
+                self._seen_once.add(fingerprint)
+                return
+        replaced = self._sizes.pop(key, None)
+        if replaced is not None:
+            self.held_bytes -= replaced
+        self._memo[key] = value
+        self._memo.move_to_end(key)
+        self._sizes[key] = size
+        self.held_bytes += size
+        while self.held_bytes > self._max_memo_bytes or len(self._memo) > _MEMO_LIMIT:
+            oldest, _ = self._memo.popitem(last=False)
+            self.held_bytes -= self._sizes.pop(oldest)
 
     def body(self, key: Hashable, encode: Callable[[], Body], after_serial: int) -> Body:
         """The shared body for `key`, newer than `after_serial`: a stream never sees a nonce twice, so
         a stream going back to content it was sent before gets a fresh body (and nonce)."""
         body = self.memo(key, encode)
         if body.serial <= after_serial:
-            body = self._memo[key] = encode()
+            body = encode()
+            self._keep(key, body)
         return body
 
     def scoped(self, type_url: str, scope: frozenset[str] | None) -> Mapping[str, Served]:
@@ -269,3 +332,30 @@ class Views:
             return View(type_url, available, absent, version=version)
         chosen = {name: available[name] for name in sorted(names) if name in available}
         return View(type_url, MappingProxyType(chosen), absent)
+
+
+def _names_size(names: Iterable[str]) -> int:
+    """A collection of names: its entries and the strings themselves (shared or not)."""
+    return _ENTRY_BYTES * len(names) + sum(map(sys.getsizeof, names)) if names else 0  # type: ignore[arg-type]
+
+
+def _size(part: object) -> int:
+    """About the bytes a memo entry keeps alive through `part` (its key or its value), counted upward:
+    views, names (a request's, not only the snapshot's) and the collections holding them, encoded
+    bodies. Only done when an entry is computed, which costs as much already."""
+    if isinstance(part, View):
+        return part.size
+    if isinstance(part, str | bytes):
+        return sys.getsizeof(part)
+    if isinstance(part, frozenset | set):
+        return _names_size(part)
+    if isinstance(part, tuple):
+        if len(part) > 8:  # a response's resources or removed names: no views in there
+            return sys.getsizeof(part) + sum(map(sys.getsizeof, part))
+        return sys.getsizeof(part) + sum(_size(item) for item in part)
+    if isinstance(part, Mapping):
+        return _ENTRY_BYTES * len(part)  # of the snapshot's resources (a scoped type)
+    slots = getattr(type(part), "__slots__", None)
+    if slots and not isinstance(part, Served):  # a Change, a Body: what they hold
+        return sys.getsizeof(part) + sum(_size(getattr(part, slot)) for slot in slots)
+    return sys.getsizeof(part)  # the snapshot's own (Served), or a small value
