@@ -95,7 +95,7 @@ def test_demo_without_zookeeper_says_how_to_get_it_in_one_line(monkeypatch, caps
     monkeypatch.setattr(demo, "ZK_SERVER", Path("/nonexistent/zkServer.sh"))
     monkeypatch.setattr(sys, "argv", ["python -m xds.demo", "--duration", "1"])
 
-    assert demo.main() == 1
+    assert demo.main() == demo.EXIT_REFUSED == 2  # the exit code of every refused kafka-xds command
 
     error = capsys.readouterr().err
     assert error.count("\n") == 1

@@ -112,7 +112,9 @@ async def test_held_open_debug_connections_starve_neither_healthz_nor_the_source
             assert (await replica.get("/healthz", timeout=3))[0] == 200
             slowest = max(slowest, time.monotonic() - started)
             await asyncio.sleep(0.3)
-        assert slowest < 1.0
+        # Starved, a probe times out (3 s); answered, it takes milliseconds. A SYN dropped once
+        # under a loaded CI machine costs one retransmission (1 s), so the bound leaves room for it.
+        assert slowest < 2.0, f"the slowest /healthz took {slowest:.2f} s with {_HELD} connections held"
         write_static_brokers(
             replica.brokers_file,
             [{"id": 1, "host": "10.0.0.1", "port": 9094}, {"id": 2, "host": "10.0.0.2", "port": 9094}],

@@ -40,6 +40,10 @@ from xds.shared.resource_types import SHORT_TYPE_NAMES, TYPES_BY_SHORT_NAME
 log = logging.getLogger("kafka_xds.debug")
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _COOKIE = "kafka_xds_token"
+# Connections the kernel may queue before the guard accepts them. They hold no file descriptor of
+# this process, so the queue is not the connection limit: a queue as short as the limit drops a
+# probe's SYN during a burst of connections, and the probe waits a second to send it again.
+_BACKLOG = 1024
 _AUTHORIZED = web.RequestKey("authorized", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -99,7 +103,7 @@ class DebugServer:
         try:
             # Listening through the guard, not an aiohttp site: it decides which connections stay.
             self._listener = await asyncio.get_running_loop().create_server(
-                self._guard, host, port, backlog=self._guard.limit
+                self._guard, host, port, backlog=_BACKLOG
             )
         except OSError as err:
             await self.stop()
