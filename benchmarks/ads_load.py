@@ -63,6 +63,7 @@ _SIDECAR_TLS = {  # only names for Envoy: nothing here reads them
     "ca_file": "/etc/kafka-xds/ca.pem",
     "cert_file": "/etc/kafka-xds/client.pem",
     "key_file": "/etc/kafka-xds/client.key",
+    "broker_names": {"dns": ["{broker_id}.{cluster}.svc"]},
 }
 
 

@@ -44,7 +44,12 @@ def make_config(clusters: int) -> Config:
     return parse_config(
         {
             "xds": {"tls": None},
-            "upstream_tls": {"ca_file": "/etc/kafka-xds/ca.pem", "cert_file": "/c.pem", "key_file": "/k.pem"},
+            "upstream_tls": {
+                "ca_file": "/etc/kafka-xds/ca.pem",
+                "cert_file": "/c.pem",
+                "key_file": "/k.pem",
+                "broker_names": {"uri": ["spiffe://example.org/ns/kafka/sa/{cluster}/broker-{broker_id}"]},
+            },
             "kafka_clusters": [
                 {
                     "name": f"kafka-{index}",

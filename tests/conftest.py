@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.support.addresses import LoopbackAddresses
+from tests.support.broker_names import BROKER_NAMES, FLEET_CERTIFICATE_NAME, broker_name
 from tests.support.envoy import Envoy
 from tests.support.wait import free_port
 from tests.support.xds_process import XdsProcess
@@ -36,12 +37,13 @@ def certs(tmp_path: Path) -> Certs:
 
 
 @pytest.fixture
-async def upstreams(certs: Certs) -> AsyncIterator[Callable[[str, str], Awaitable[TlsUpstream]]]:
+async def upstreams(certs: Certs) -> AsyncIterator[Callable[..., Awaitable[TlsUpstream]]]:
     """Start broker-like mTLS servers: `await upstreams("broker-1", addresses.take())`."""
     started: list[TlsUpstream] = []
 
-    async def start(name: str, host: str) -> TlsUpstream:
-        upstream = await TlsUpstream(name, host, certs.server_context(host)).start()
+    async def start(name: str, host: str, names: Sequence[str] = (FLEET_CERTIFICATE_NAME,)) -> TlsUpstream:
+        """`names`: DNS names its certificate holds besides `host` (tests/support/broker_names.py)."""
+        upstream = await TlsUpstream(name, host, certs.server_context(host, *names)).start()
         started.append(upstream)
         return upstream
 
@@ -114,6 +116,7 @@ def base_config(
             "ca_file": str(certs.ca_file),
             "cert_file": str(certs.client_cert),
             "key_file": str(certs.client_key),
+            "broker_names": BROKER_NAMES,
         },
         "kafka_clusters": clusters,
     }
@@ -164,9 +167,9 @@ class Stack:
     ) -> Stack:
         """Brokers as mTLS upstreams (`broker-<id>@<ip>`), kafka-xds on `cluster` and the broker file,
         one sidecar."""
+        self.cluster_name = str(cluster["name"])
         for broker_id in broker_ids:
-            host = self._addresses.take()
-            self.brokers[broker_id] = await self._upstreams(f"broker-{broker_id}@{host}", host)
+            await self._start_broker(broker_id)
         self.write_brokers(broker_extra or {})
         self.config = base_config(
             self.certs,
@@ -180,10 +183,15 @@ class Stack:
 
     async def move(self, broker_id: int, extra: dict[str, Any] | None = None) -> TlsUpstream:
         """Reschedule a broker: a new mTLS upstream on an address of its own, written to the file."""
-        host = self._addresses.take()
-        self.brokers[broker_id] = await self._upstreams(f"broker-{broker_id}@{host}", host)
+        await self._start_broker(broker_id)
         self.write_brokers(extra or {})
         return self.brokers[broker_id]
+
+    async def _start_broker(self, broker_id: int) -> None:
+        """An mTLS upstream on an address of its own, its certificate for its own name only."""
+        host = self._addresses.take()
+        names = [broker_name(self.cluster_name, broker_id)]
+        self.brokers[broker_id] = await self._upstreams(f"broker-{broker_id}@{host}", host, names)
 
     def write_brokers(self, extra: dict[str, Any]) -> None:
         write_static_brokers(

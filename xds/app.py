@@ -117,11 +117,20 @@ class Application:
                 mode=f"{secret.mode:04o}",
             )
         for cluster in self.config.kafka_clusters:
-            if self.config.tls_for(cluster) is None:
+            upstream_tls = self.config.tls_for(cluster)
+            if upstream_tls is None:
                 event(
                     log,
                     logging.WARNING,
                     "upstream_tls is null: sidecars reach these brokers over plain TCP",
+                    cluster=cluster.name,
+                )
+            elif not upstream_tls.verify_broker_names:
+                event(
+                    log,
+                    logging.WARNING,
+                    "upstream_tls.verify_broker_names is false: sidecars accept any certificate the "
+                    "broker CA signed as any broker of this cluster",
                     cluster=cluster.name,
                 )
         # The sources and the first build run while the serving workers start: a replica is ready

@@ -261,7 +261,10 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"{path}: OK, {len(config.kafka_clusters)} Kafka cluster(s)")
         print(f"  xDS on {config.xds.listen}: {_xds_security(config)}")
         for cluster in config.kafka_clusters:
-            tls = "mTLS" if config.tls_for(cluster) else "PLAIN TCP"
+            upstream_tls = config.tls_for(cluster)
+            tls = "PLAIN TCP" if upstream_tls is None else "mTLS"
+            if upstream_tls is not None and not upstream_tls.verify_broker_names:
+                tls += " (broker certificate names NOT verified)"
             source = f"{cluster.source_kind} source"
             print(f"  {cluster.name}: {source}, {cluster.loopback_ip}, {_port_rule(cluster)}, {tls}")
             plan = plans.get(cluster.name)

@@ -22,6 +22,7 @@ import trustme
 from tests.conftest import Stack, base_config, write_static_brokers
 from tests.e2e.test_envoy_e2e import _answers, _cluster, _stat
 from tests.support.addresses import LoopbackAddresses
+from tests.support.broker_names import BROKER_NAMES, FLEET_CERTIFICATE_NAME
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually
 from tests.support.xds_process import XdsProcess
@@ -83,11 +84,12 @@ def _client_files(ca: trustme.CA, name: str, trusted: bytes) -> dict[str, bytes]
     }
 
 
-def _upstream_tls(volume: SecretVolume) -> dict[str, str]:
+def _upstream_tls(volume: SecretVolume) -> dict[str, object]:
     return {
         "ca_file": volume.path("ca.crt"),
         "cert_file": volume.path("tls.crt"),
         "key_file": volume.path("tls.key"),
+        "broker_names": BROKER_NAMES,
     }
 
 
@@ -155,7 +157,7 @@ async def brokers_with_ca() -> AsyncIterator[
 
     async def start(name: str, host: str, issuer: trustme.CA, trusted: list[trustme.CA]) -> TlsUpstream:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        issuer.issue_cert(host).configure_cert(context)
+        issuer.issue_cert(host, FLEET_CERTIFICATE_NAME).configure_cert(context)
         for ca in trusted:
             ca.configure_trust(context)
         context.verify_mode = ssl.CERT_REQUIRED

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import Stack, base_config, write_static_brokers
 from tests.support.addresses import LoopbackAddresses
+from tests.support.broker_names import broker_name
 from tests.support.envoy import Envoy
 from tests.support.wait import eventually
 from tests.support.xds_process import XdsProcess
@@ -81,7 +82,13 @@ async def test_bytes_flow_through_sidecar_to_mtls_upstream(
     assert tls["name"] == "envoy.transport_sockets.tls"
     context = tls["typed_config"]["common_tls_context"]  # the TLS material comes by SDS over ADS
     assert context["tls_certificate_sds_secret_configs"][0]["name"] == "kafka-a/client-certificate"
-    assert context["validation_context_sds_secret_config"]["name"] == "kafka-a/trusted-ca"
+    # The trusted CA by SDS, and in the Cluster the name its broker's certificate must hold.
+    validation = context["combined_validation_context"]
+    assert validation["validation_context_sds_secret_config"]["name"] == "kafka-a/trusted-ca"
+    broker_id = int(dump["configs"][0]["cluster"]["name"].removeprefix("kafka-a/broker-"))
+    assert validation["default_validation_context"]["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": broker_name("kafka-a", broker_id)}}
+    ]
     assert set(await _secret_versions(envoy)) == {"kafka-a/client-certificate", "kafka-a/trusted-ca"}
     assert server.log_text().count("Traceback") == 0
 

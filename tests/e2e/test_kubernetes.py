@@ -372,3 +372,19 @@ def test_readme_kubernetes_section_describes_the_manifests_as_they_are(manifests
             for volume in _pod(document)["volumes"]:
                 if "secret" in volume:
                     assert f"`{volume['secret']['secretName']}`" in kubernetes, volume
+
+
+def test_the_broker_names_sidecars_verify_are_in_the_brokers_mesh_certificate(manifests):
+    config = _kafka_xds_config(manifests)
+    statefulset = _find(manifests, "StatefulSet", "kafka-a", "kafka")
+    (container,) = _pod(statefulset)["containers"]
+    script = container["command"][-1]
+    properties = parse_properties(script.split("<<PROPS", 1)[1].split("\nPROPS", 1)[0])
+    keystore = _certificate_file(manifests, statefulset, "kafka", properties["ssl.keystore.location"])
+    for cluster in config.kafka_clusters:
+        tls = config.tls_for(cluster)
+        assert tls is not None and tls.verify_broker_names
+        for broker_id in (1, 2, 3):
+            names = tls.names_for(cluster.name, broker_id)
+            assert names and all(name.kind == "dns" for name in names)
+            assert {name.value for name in names} <= set(keystore["spec"]["dnsNames"])

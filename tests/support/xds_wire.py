@@ -59,6 +59,9 @@ def secrets_used(cluster: betterproto2.Message) -> set[str]:
     names = {config.name for config in common.tls_certificate_sds_secret_configs}
     if common.validation_context_sds_secret_config is not None:
         names.add(common.validation_context_sds_secret_config.name)
+    combined = common.combined_validation_context  # with broker names to verify
+    if combined is not None and combined.validation_context_sds_secret_config is not None:
+        names.add(combined.validation_context_sds_secret_config.name)
     return names
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from tests.support.deployment import (
     REPO,
@@ -352,3 +353,26 @@ def test_the_image_installs_exact_versions_of_everything():
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, f"{name} is not in constraints.txt"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
+
+
+@pytest.mark.parametrize(
+    ("server", "brokers"), [("kafka-xds", _zookeeper_brokers), ("kafka-xds-kraft", _kraft_nodes)]
+)
+def test_each_brokers_certificate_from_the_certs_job_holds_the_name_its_sidecars_verify(
+    compose, certs, server, brokers
+):
+    config = _service_config(compose, server)
+    (cluster,) = config.kafka_clusters
+    tls = config.tls_for(cluster)
+    assert tls is not None and tls.verify_broker_names
+    for service in brokers(compose):
+        properties = _properties(REPO / "config" / "compose" / f"{service}.properties")
+        broker_id = int(properties.get("broker.id") or properties["node.id"])
+        (leaf, *_) = x509.load_pem_x509_certificates((certs / f"{service}.pem").read_bytes())
+        carried = set(
+            leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+                x509.DNSName
+            )
+        )
+        wanted = {name.value for name in tls.names_for(cluster.name, broker_id)}
+        assert wanted and wanted <= carried, (service, wanted, carried)

@@ -13,13 +13,18 @@ from typing import Any
 import pytest
 import yaml
 
-from xds.config.model import ConfigError, load_config, parse_config
+from xds.config.model import ConfigError, SubjectAltName, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 VALID: dict[str, Any] = {
     "xds": {"tls": None},
-    "upstream_tls": {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/k.pem"},
+    "upstream_tls": {
+        "ca_file": "/etc/ca.pem",
+        "cert_file": "/etc/c.pem",
+        "key_file": "/etc/k.pem",
+        "broker_names": {"dns": ["{broker_id}.{cluster}.svc"]},
+    },
     "kafka_clusters": [
         {
             "name": "kafka-a",
@@ -160,7 +165,12 @@ def test_null_upstream_tls_means_plain_tcp():
 
 
 def test_cluster_upstream_tls_overrides_the_global_one():
-    own = {"ca_file": "/b/ca.pem", "cert_file": "/b/c.pem", "key_file": "/b/k.pem"}
+    own = {
+        "ca_file": "/b/ca.pem",
+        "cert_file": "/b/c.pem",
+        "key_file": "/b/k.pem",
+        "verify_broker_names": False,
+    }
     config = parse_config(variant(upstream_tls=own))
     assert config.tls_for(config.kafka_clusters[1]).ca_file == "/b/ca.pem"  # type: ignore[union-attr]
     assert config.tls_for(config.kafka_clusters[0]).ca_file == "/etc/ca.pem"  # type: ignore[union-attr]
@@ -174,6 +184,87 @@ def test_cluster_upstream_tls_overrides_the_global_one():
         }
     )
     assert plain.tls_for(plain.kafka_clusters[1]) is None
+
+
+TLS_FILES = {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/k.pem"}
+
+
+def test_upstream_tls_without_broker_names_is_refused_naming_the_way_out():
+    error = refused(variant(top_upstream_tls=TLS_FILES))
+    assert error.key == "upstream_tls.broker_names"
+    assert "verify_broker_names: false" in error.problem
+    assert "\n" not in str(error)
+
+
+def test_a_clusters_own_upstream_tls_needs_broker_names_too():
+    error = refused(variant(upstream_tls=TLS_FILES))
+    assert error.key == "kafka_clusters[1].upstream_tls.broker_names"
+
+
+def test_broker_names_render_per_broker_from_its_id_and_cluster():
+    names = {
+        "dns": ["{broker_id}.{cluster}.svc"],
+        "uri": ["spiffe://example.org/ns/kafka/sa/{cluster}/broker-{broker_id}"],
+    }
+    config = parse_config(variant(top_upstream_tls={**TLS_FILES, "broker_names": names}))
+    tls = config.tls_for(config.kafka_clusters[1])
+    assert tls is not None
+    assert tls.names_for("kafka-b", 7) == (
+        SubjectAltName("dns", "7.kafka-b.svc"),
+        SubjectAltName("uri", "spiffe://example.org/ns/kafka/sa/kafka-b/broker-7"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        (
+            "{broker}.kafka-a.svc",
+            "unknown placeholder {broker} in '{broker}.kafka-a.svc': expected {broker_id} or {cluster}",
+        ),
+        ("{broker_id:03}.kafka-a.svc", "unknown placeholder {broker_id:03}"),
+        ("{}.kafka-a.svc", "unknown placeholder {}"),
+        ("{0}.kafka-a.svc", "unknown placeholder {0}"),
+        ("{broker_id.kafka-a.svc", "unmatched brace"),
+        ("broker}.kafka-a.svc", "unmatched brace"),
+        ("", "expected a non-empty name template"),
+    ],
+)
+def test_a_bad_name_template_is_refused_in_one_line(template, problem):
+    error = refused(
+        variant(top_upstream_tls={**TLS_FILES, "broker_names": {"uri": ["spiffe://x/a", template]}})
+    )
+    assert error.key == "upstream_tls.broker_names.uri"
+    assert problem in error.problem
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("names", "key", "problem"),
+    [
+        ({}, "upstream_tls.broker_names", "expected at least one dns or uri template"),
+        ({"dns": []}, "upstream_tls.broker_names", "expected at least one dns or uri template"),
+        ({"dns": "{broker_id}.svc"}, "upstream_tls.broker_names.dns", "expected a list of name templates"),
+        ({"dns": [7]}, "upstream_tls.broker_names.dns[0]", "string"),
+        ({"spiffe": ["x"]}, "upstream_tls.broker_names.spiffe", ""),
+    ],
+)
+def test_broker_names_must_hold_a_list_of_templates(names, key, problem):
+    error = refused(variant(top_upstream_tls={**TLS_FILES, "broker_names": names}))
+    assert error.key == key
+    assert problem in error.problem
+
+
+def test_verify_broker_names_false_is_the_explicit_opt_out():
+    config = parse_config(variant(top_upstream_tls={**TLS_FILES, "verify_broker_names": False}))
+    tls = config.tls_for(config.kafka_clusters[0])
+    assert tls is not None and tls.names_for("kafka-a", 1) == ()
+
+
+def test_verify_broker_names_false_with_broker_names_is_contradictory():
+    tls = {**TLS_FILES, "verify_broker_names": False, "broker_names": {"dns": ["{broker_id}.svc"]}}
+    error = refused(variant(top_upstream_tls=tls))
+    assert error.key == "upstream_tls.verify_broker_names"
 
 
 def test_idle_timeout_shorter_than_kafkas_is_refused():
@@ -299,7 +390,12 @@ def test_files_kafka_xds_reads_resolve_next_to_the_config_but_sidecar_paths_do_n
             {
                 "debug": {"listen": "127.0.0.1:19000", "token_file": "token"},
                 "xds": {"tls": None},
-                "upstream_tls": {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client.key"},
+                "upstream_tls": {
+                    "ca_file": "ca.pem",
+                    "cert_file": "client.pem",
+                    "key_file": "client.key",
+                    "verify_broker_names": False,
+                },
                 "kafka_clusters": [
                     {
                         "name": "kafka-a",

@@ -21,7 +21,12 @@ def _config(brokers_file: Path) -> dict[str, Any]:
     return {
         "xds": {"listen": "127.0.0.1:0", "debounce_ms": 0, "tls": None},
         "debug": {"listen": "127.0.0.1:0"},
-        "upstream_tls": {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/secret.key"},
+        "upstream_tls": {
+            "ca_file": "/etc/ca.pem",
+            "cert_file": "/etc/c.pem",
+            "key_file": "/etc/secret.key",
+            "verify_broker_names": False,
+        },
         "kafka_clusters": [
             {
                 "name": "kafka-a",

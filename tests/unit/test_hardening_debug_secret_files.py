@@ -29,7 +29,12 @@ def _config(tmp_path: Path, host: str, token_mode: int, password_mode: int) -> d
         "xds": {"listen": f"{host}:0", "debounce_ms": 0, "tls": None},
         "debug": {"listen": f"{host}:0", "token_file": str(token)},
         # The sidecar's key: on the sidecar's filesystem, only named (here: not even there).
-        "upstream_tls": {"ca_file": "/etc/ca.pem", "cert_file": "/etc/c.pem", "key_file": "/etc/k.pem"},
+        "upstream_tls": {
+            "ca_file": "/etc/ca.pem",
+            "cert_file": "/etc/c.pem",
+            "key_file": "/etc/k.pem",
+            "verify_broker_names": False,
+        },
         "kafka_clusters": [
             {
                 "name": "kafka-a",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from xds.config.model import Config, KafkaCluster, SidecarSettings, UpstreamTls, parse_config
+from xds.config.model import BrokerNames, Config, KafkaCluster, SidecarSettings, UpstreamTls, parse_config
 from xds.debug.render import REDACTED, redact, render_snapshot
 from xds.pipeline.controller import Controller
 from xds.pipeline.grace import GraceState
@@ -16,7 +16,7 @@ from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import BrokerStatus, PlannedBroker, plan_cluster, upstream_names
 from xds.pipeline.publisher import Publisher
 from xds.pipeline.resolve import HostResolver, Resolution
-from xds.pipeline.resources.builder import ResourceBuilder
+from xds.pipeline.resources.builder import BrokerResources, ResourceBuilder
 from xds.pipeline.resources.inputs import resource_name
 from xds.pipeline.resources.typed import decoded
 from xds.pipeline.snapshot import InconsistentSnapshot, Snapshot
@@ -239,6 +239,75 @@ def test_sni_is_the_brokers_dns_name_when_it_registered_one():
     )
     built = ResourceBuilder().build([(named, TLS)], SidecarSettings())[0]
     assert decoded(built.cluster).to_dict()["transportSocket"]["typedConfig"]["sni"] == "kafka-0.kafka.svc"
+
+
+NAMED_TLS = TLS.model_copy(
+    update={
+        "broker_names": BrokerNames(
+            dns=("{broker_id}.{cluster}.svc",),
+            uri=("spiffe://example.org/ns/kafka/sa/{cluster}/broker-{broker_id}",),
+        )
+    }
+)
+
+
+def _validation(built: BrokerResources) -> dict[str, Any]:
+    common: dict[str, Any] = decoded(built.cluster).to_dict()["transportSocket"]["typedConfig"][
+        "commonTlsContext"
+    ]
+    return common
+
+
+def test_each_brokers_cluster_verifies_the_names_rendered_for_its_id_and_the_ca_still_comes_by_sds():
+    one, two = ResourceBuilder().build(
+        [(planned(1), NAMED_TLS), (planned(2, "10.0.0.2"), NAMED_TLS)], SidecarSettings()
+    )
+    for built, broker_id in ((one, 1), (two, 2)):
+        combined = _validation(built)["combinedValidationContext"]
+        assert combined["defaultValidationContext"]["matchTypedSubjectAltNames"] == [
+            {"sanType": "DNS", "matcher": {"exact": f"{broker_id}.kafka-a.svc"}},
+            {
+                "sanType": "URI",
+                "matcher": {"exact": f"spiffe://example.org/ns/kafka/sa/kafka-a/broker-{broker_id}"},
+            },
+        ]
+        assert combined["validationContextSdsSecretConfig"]["name"] == "kafka-a/trusted-ca"
+        assert "validationContextSdsSecretConfig" not in _validation(built)
+        assert built.cluster.references == {"kafka-a/client-certificate", "kafka-a/trusted-ca"}
+    assert one.secrets == two.secrets  # one trusted-CA Secret for the whole Kafka cluster
+
+
+def test_with_verify_broker_names_false_the_cluster_only_names_the_trusted_ca_secret():
+    off = TLS.model_copy(update={"verify_broker_names": False})
+    (built,) = ResourceBuilder().build([(planned(1), off)], SidecarSettings())
+    context = _validation(built)
+    assert context["validationContextSdsSecretConfig"]["name"] == "kafka-a/trusted-ca"
+    assert "combinedValidationContext" not in context
+
+
+def test_moving_a_broker_with_verified_names_changes_only_its_endpoints():
+    builder = ResourceBuilder()
+    (before,) = builder.build([(planned(1), NAMED_TLS)], SidecarSettings())
+    (after,) = builder.build([(planned(1, "10.0.0.9"), NAMED_TLS)], SidecarSettings())
+    assert after.cluster is before.cluster  # the names come from the id, not the address
+    assert after.listener is before.listener
+    assert after.secrets == before.secrets
+    assert after.endpoints.version != before.endpoints.version
+
+
+def test_a_new_name_template_changes_the_clusters_and_not_the_secrets():
+    builder = ResourceBuilder()
+    (before,) = builder.build([(planned(1), NAMED_TLS)], SidecarSettings())
+    renamed = NAMED_TLS.model_copy(
+        update={"broker_names": BrokerNames(dns=("kafka-{broker_id}.{cluster}.svc",))}
+    )
+    (after,) = builder.build([(planned(1), renamed)], SidecarSettings())
+    assert after.cluster.version != before.cluster.version
+    assert (after.listener, after.endpoints, after.secrets) == (
+        before.listener,
+        before.endpoints,
+        before.secrets,
+    )
 
 
 def test_plain_tcp_cluster_has_no_transport_socket():

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import betterproto2
 import pytest
 
-from xds.config.model import SidecarSettings, UpstreamTls
+from xds.config.model import BrokerNames, SidecarSettings, SubjectAltName, UpstreamTls
 from xds.pipeline.plan import PlannedBroker
 from xds.pipeline.resources import encode
 from xds.pipeline.resources.builder import ResourceBuilder
@@ -94,6 +94,12 @@ SECONDS = (
 COUNTS = (0, 1, 3, 127, 128, 16384, 2**31, 2**32 - 1)
 RACKS = (None, "", "az1", "euw1-az2", "zone ü 日本", "r" * 200)
 SERVER_NAMES = (None, "", "kafka-0.kafka.svc", "b" * 300)
+BROKER_NAME_SETS: tuple[tuple[SubjectAltName, ...], ...] = (
+    (),  # verify_broker_names: false
+    (SubjectAltName("dns", "1.kafka-a.svc"),),
+    (SubjectAltName("dns", "*.kafka-a.svc"), SubjectAltName("uri", "spiffe://example.org/ns/kafka/broker-1")),
+    (SubjectAltName("uri", "urn:ü日本🚀"), SubjectAltName("uri", "u" * 300), SubjectAltName("dns", "")),
+)
 TLS_SETTINGS = (
     None,
     UpstreamTls(ca_file="/etc/ca.pem", cert_file="/etc/client.pem", key_file="/etc/client.key"),
@@ -206,9 +212,11 @@ LISTENER_CASES = cases(
 )
 CLUSTER_CASES = cases(
     (
-        ClusterInputs("kafka-a", name_of("kafka-a", broker_id), server_name, secrets, settings)
-        for (secrets, server_name, settings), broker_id in zip(
-            itertools.product(SECRETS, SERVER_NAMES, SIDECARS), itertools.cycle(BROKER_IDS), strict=False
+        ClusterInputs("kafka-a", name_of("kafka-a", broker_id), server_name, secrets, settings, names)
+        for (secrets, server_name, settings, names), broker_id in zip(
+            itertools.product(SECRETS, SERVER_NAMES, SIDECARS, BROKER_NAME_SETS),
+            itertools.cycle(BROKER_IDS),
+            strict=False,
         )
     ),
     lambda rng: ClusterInputs(
@@ -217,6 +225,9 @@ CLUSTER_CASES = cases(
         rng.choice((None, "", random_host(rng))),
         random_secrets(rng),
         random_sidecar(rng),
+        tuple(
+            SubjectAltName(rng.choice(("dns", "uri")), random_text(rng, 300)) for _ in range(rng.randrange(4))
+        ),
     ),
 )
 CERTIFICATE_CASES = cases(
@@ -351,7 +362,8 @@ def test_varint_refuses_what_64_bits_cannot_hold(value):
 
 
 def plan(broker_count: int) -> list[tuple[PlannedBroker, UpstreamTls | None]]:
-    tls = TLS_SETTINGS[1]
+    plain_tls = TLS_SETTINGS[1]
+    named_tls = plain_tls.model_copy(update={"broker_names": BrokerNames(dns=("{broker_id}.{cluster}.svc",))})
     return [
         (
             PlannedBroker(
@@ -362,7 +374,7 @@ def plan(broker_count: int) -> list[tuple[PlannedBroker, UpstreamTls | None]]:
                 f"az{broker_id % 3}" if broker_id % 4 else None,
                 server_name=f"kafka-{broker_id}.svc" if broker_id % 2 else None,
             ),
-            None if broker_id == 5 else tls,
+            None if broker_id == 5 else named_tls if broker_id % 3 else plain_tls,
         )
         for broker_id in range(broker_count)
     ]

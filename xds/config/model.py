@@ -10,11 +10,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from xds.config.fields import (
     NAME_PATTERN,
@@ -43,6 +45,7 @@ from xds.shared.addresses import parse_listen
 _M = TypeVar("_M", bound=BaseModel)
 __all__ = [
     "MAX_STATIC_FILE_BYTES",
+    "BrokerNames",
     "Config",
     "ConfigError",
     "DebugSettings",
@@ -50,6 +53,7 @@ __all__ = [
     "KraftSettings",
     "SidecarSettings",
     "StaticBroker",
+    "SubjectAltName",
     "UpstreamTls",
     "XdsSettings",
     "XdsTls",
@@ -170,12 +174,89 @@ class SidecarSettings(Model):
     keepalive_probes: int = Field(default=3, ge=1)
 
 
+BROKER_NAME_PLACEHOLDERS = ("broker_id", "cluster")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectAltName:
+    """One name a broker's certificate must carry: a DNS or URI subject alternative name."""
+
+    kind: Literal["dns", "uri"]
+    value: str
+
+
+def _check_template(template: str) -> str:
+    """A name template holds only known placeholders and no other braces, so that `str.format`
+    with every placeholder given renders it and nothing in it is read as a format directive."""
+    if not template:
+        raise ValueError("expected a non-empty name template")
+    for placeholder in _PLACEHOLDER.findall(template):
+        if placeholder not in BROKER_NAME_PLACEHOLDERS:
+            known = " or ".join(f"{{{name}}}" for name in BROKER_NAME_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{placeholder}}} in {template!r}: expected {known}")
+    outside = _PLACEHOLDER.sub("", template)
+    if "{" in outside or "}" in outside:
+        raise ValueError(f"unmatched brace in {template!r}: placeholders are {{broker_id}} and {{cluster}}")
+    return template
+
+
+def _templates(value: object) -> object:
+    """YAML gives lists; the model keeps tuples, so an UpstreamTls stays hashable (a memo key)."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, tuple):
+        raise ValueError(f"expected a list of name templates, got {value!r}")
+    for template in value:
+        if isinstance(template, str):  # anything else is refused as not a string by the model
+            _check_template(template)
+    return value
+
+
+class BrokerNames(Model):
+    """The names a broker's certificate must carry, as templates rendered per broker with
+    {broker_id} and {cluster}. A certificate passes when it carries any one of them (Envoy's
+    `match_typed_subject_alt_names`), on top of chaining to the trusted CA."""
+
+    dns: tuple[str, ...] = ()
+    uri: tuple[str, ...] = ()
+
+    _dns_templates = field_validator("dns", mode="before")(_templates)
+    _uri_templates = field_validator("uri", mode="before")(_templates)
+
+    @model_validator(mode="after")
+    def _some_name(self) -> BrokerNames:
+        if not self.dns and not self.uri:
+            raise ValueError("expected at least one dns or uri template")
+        return self
+
+    def render(self, cluster: str, broker_id: int) -> tuple[SubjectAltName, ...]:
+        """The names broker `broker_id` of Kafka cluster `cluster` must show. Only the broker's id
+        and cluster go in, never its address: a broker's move does not change its Cluster."""
+        values = {"broker_id": broker_id, "cluster": cluster}
+        return tuple(SubjectAltName("dns", template.format_map(values)) for template in self.dns) + tuple(
+            SubjectAltName("uri", template.format_map(values)) for template in self.uri
+        )
+
+
 class UpstreamTls(Model):
-    """mTLS from the sidecar to the broker. Paths are on the sidecar's filesystem, not ours."""
+    """mTLS from the sidecar to the broker. Paths are on the sidecar's filesystem, not ours.
+
+    The broker's certificate must chain to `ca_file` and carry one of `broker_names`: without the
+    name check, any certificate the broker CA signed (another broker's, any service's) would pass
+    as every broker. `verify_broker_names: false` turns the name check off, explicitly."""
 
     ca_file: str
     cert_file: str
     key_file: str
+    broker_names: BrokerNames | None = None
+    verify_broker_names: bool = True
+
+    def names_for(self, cluster: str, broker_id: int) -> tuple[SubjectAltName, ...]:
+        """The names to verify on this broker's certificate; none when verification is off."""
+        if not self.verify_broker_names or self.broker_names is None:
+            return ()
+        return self.broker_names.render(cluster, broker_id)
 
 
 SOURCE_KINDS = ("static", "zookeeper", "kraft")
@@ -286,6 +367,7 @@ def parse_config(raw: Any, base_dir: Path | None = None) -> Config:
     except pydantic.ValidationError as err:
         raise describe_validation_error(err, raw, PATTERNS, Config) from None
     _check_clusters(raw, config)
+    _check_broker_names(config)
     _check_listen_addresses(config)
     _check_xds_tls(config)
     _check_access(config)
@@ -350,6 +432,27 @@ def _check_clusters(raw: dict[str, Any], config: Config) -> None:
             raise ConfigError(
                 f"{key}.upstream_tls",
                 "missing: set upstream_tls (globally or per cluster), or null for plain TCP",
+            )
+
+
+def _check_broker_names(config: Config) -> None:
+    """Every upstream_tls says how brokers' certificate names are verified, or that they are not."""
+    found = [("upstream_tls", config.upstream_tls)]
+    for index, cluster in enumerate(config.kafka_clusters):
+        found.append((f"kafka_clusters[{index}].upstream_tls", cluster.upstream_tls))
+    for key, tls in found:
+        if tls is None:
+            continue
+        if tls.verify_broker_names and tls.broker_names is None:
+            raise ConfigError(
+                f"{key}.broker_names",
+                "missing: set the names each broker's certificate carries (dns/uri templates with "
+                "{broker_id} and {cluster}), or verify_broker_names: false to accept any certificate "
+                "the CA signed as any broker",
+            )
+        if not tls.verify_broker_names and tls.broker_names is not None:
+            raise ConfigError(
+                f"{key}.verify_broker_names", "is false, but broker_names is set: remove one of them"
             )
 
 

@@ -25,13 +25,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
 from xds.bootstrap import XdsClientTls
-from xds.config.model import KafkaCluster, parse_config
+from xds.config.model import KafkaCluster, SubjectAltName, parse_config
 from xds.demo import layout
 from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
 from xds.demo.layout import MOVED_BROKER, POD_HOSTS, DemoAddresses
@@ -51,17 +52,27 @@ class DemoError(Exception):
 class DemoBroker:
     """A stand-in Kafka broker: an mTLS listener (MESH) on its pod IP and its ZooKeeper registration."""
 
-    def __init__(self, cluster: KafkaCluster, broker_id: int, certs: Certs, zookeeper_hosts: str) -> None:
+    def __init__(
+        self,
+        cluster: KafkaCluster,
+        broker_id: int,
+        certs: Certs,
+        zookeeper_hosts: str,
+        names: Sequence[SubjectAltName] = (),
+    ) -> None:
         assert cluster.zookeeper is not None
         self.cluster = cluster
         self.broker_id = broker_id
+        self.names = names  # what its certificate carries: the names the sidecar verifies
         self.listener: TlsUpstream | None = None
         self._certs = certs
         self._registration = KafkaBroker(zookeeper_hosts, cluster.zookeeper.chroot, broker_id)
 
     async def start(self, pod_ip: str) -> None:
         """Listen on the pod IP, then register, as Kafka does once its listeners are up."""
-        context = self._certs.server_context(pod_ip)
+        hosts = [name.value for name in self.names if name.kind == "dns"]
+        uris = [name.value for name in self.names if name.kind == "uri"]
+        context = self._certs.server_context(pod_ip, *hosts, uris=uris)
         name = f"broker-{self.broker_id}@{pod_ip}"
         self.listener = await TlsUpstream(name, pod_ip, context, port=MESH_PORT).start()
         await self._registration.register(self._endpoints(pod_ip), rack=f"az{self.broker_id}")
@@ -98,11 +109,11 @@ class Demo:
             cluster["zookeeper"]["hosts"] = self.zookeeper.hosts
         # The sidecar and the brokers live in this temp dir: point the config at its certificates.
         certs_dir = workdir / "certs"
-        raw["upstream_tls"] = {
-            "ca_file": str(certs_dir / "ca.pem"),
-            "cert_file": str(certs_dir / "client.pem"),
-            "key_file": str(certs_dir / "client.key"),
-        }
+        raw["upstream_tls"].update(
+            ca_file=str(certs_dir / "ca.pem"),
+            cert_file=str(certs_dir / "client.pem"),
+            key_file=str(certs_dir / "client.key"),
+        )
         raw["xds"]["tls"] = {
             "cert_file": str(certs_dir / "xds-server.pem"),
             "key_file": str(certs_dir / "xds-server.key"),
@@ -133,9 +144,11 @@ class Demo:
             await asyncio.to_thread(
                 write_znode, self.zookeeper.hosts, f"{cluster.zookeeper.chroot}/cluster/id", cluster_id
             )
+            tls = self.config.tls_for(cluster)
             for broker_id in POD_HOSTS[cluster.name]:
+                names = tls.names_for(cluster.name, broker_id) if tls is not None else ()
                 self.brokers[cluster.name, broker_id] = DemoBroker(
-                    cluster, broker_id, certs, self.zookeeper.hosts
+                    cluster, broker_id, certs, self.zookeeper.hosts, names
                 )
         await asyncio.gather(
             *(broker.start(self.addresses.pod_ip(*key)) for key, broker in self.brokers.items())

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import secrets
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,9 +36,15 @@ class Certs:
     client_cert: Path
     client_key: Path
 
-    def server_context(self, *hosts: str) -> ssl.SSLContext:
+    def server_context(self, *hosts: str, uris: Sequence[str] = ()) -> ssl.SSLContext:
+        """A broker's TLS server: its certificate for `hosts` (DNS names, IPs) and `uris` (e.g. the
+        SPIFFE id the sidecar verifies), and client certificates from this CA required."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert(*hosts).configure_cert(context)
+        if uris:  # trustme makes DNS, IP and email names only
+            cert_file, key_file = self.issue(f"server-{secrets.token_hex(6)}", uris=uris, hosts=hosts)
+            context.load_cert_chain(cert_file, key_file)
+        else:
+            self.ca.issue_cert(*hosts).configure_cert(context)
         self.ca.configure_trust(context)
         context.verify_mode = ssl.CERT_REQUIRED  # a broker's MESH listener: ssl.client.auth=required
         return context

@@ -3,10 +3,12 @@
 Writes `ca.pem`; `client.pem`/`client.key`, the sidecars' certificate, for both of their connections
 (to kafka-xds, where `--client-uri` as a URI SAN is their identity, and to the brokers); with
 `--xds-server`, `xds-server.pem`/`xds-server.key`, kafka-xds's ADS certificate for those host names;
-per broker `<name>.pem` holding the PKCS#8 private key followed by its certificate, the PEM keystore
-format Kafka reads (`ssl.keystore.type=PEM`, KIP-651); and `debug-token`, a random bearer token for
-kafka-xds's debug server (which listens beyond loopback in a container). Test and demo certificates
-only: production brokers and sidecars get theirs from the platform's PKI (cert-manager, Vault, ...).
+per broker `<name>.pem` holding the PKCS#8 private key followed by its certificate for the host name
+`<name>` (the name config/compose's `upstream_tls.broker_names` render for it, which the sidecars
+verify), the PEM keystore format Kafka reads (`ssl.keystore.type=PEM`, KIP-651); and `debug-token`,
+a random bearer token for kafka-xds's debug server (which listens beyond loopback in a container).
+Test and demo certificates only: production brokers and sidecars get theirs from the platform's PKI
+(cert-manager, Vault, ...).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from xds.config.model import SidecarSettings, UpstreamTls
+from xds.config.model import SidecarSettings, SubjectAltName, UpstreamTls
 from xds.pipeline.plan import PlannedBroker
 from xds.pipeline.resources.encode import ENCODERS
 from xds.pipeline.resources.inputs import (
@@ -85,7 +85,11 @@ class ResourceBuilder:
         self._certificate = functools.partial(_certificate, encode.certificate)
         self._trusted_ca = functools.partial(_trusted_ca, encode.trusted_ca)
         # Per build, each Kafka cluster's secrets, looked up once for all of its brokers.
-        self._secrets: dict[tuple[str, UpstreamTls], tuple[TlsSecrets, tuple[Resource, ...]]] = {}
+        self._secrets: dict[tuple[str, UpstreamTls], _ClusterTls] = {}
+        # Each broker's rendered certificate names, by Kafka cluster and TLS settings: kept from the
+        # last build (only for the settings it used), so a build renders only brokers new to it. At
+        # most one entry per broker id with a port in the plan.
+        self._names: dict[tuple[str, UpstreamTls], dict[int, tuple[SubjectAltName, ...]]] = {}
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -99,6 +103,7 @@ class ResourceBuilder:
     ) -> list[BrokerResources]:
         built = [self._broker(planned, tls, sidecar) for planned, tls in brokers]
         self._memo.finish()
+        self._names = {key: found.names for key, found in self._secrets.items()}
         self._secrets.clear()
         return built
 
@@ -112,28 +117,45 @@ class ResourceBuilder:
         memo = self._memo
         names: TlsSecrets | None = None
         shared: tuple[Resource, ...] = ()
+        broker_names: tuple[SubjectAltName, ...] = ()
         if tls is not None:
             found = self._secrets.get((kafka, tls))
             if found is None:
-                found = self._secrets[(kafka, tls)] = self._cluster_secrets(kafka, tls)
-            names, shared = found
+                found = self._secrets[(kafka, tls)] = self._cluster_tls(kafka, tls)
+            names, shared = found.secrets, found.shared
+            # From the broker's id and cluster only: its certificate names stay when its address moves.
+            rendered = found.names.get(planned.broker_id)
+            if rendered is None:
+                rendered = found.names[planned.broker_id] = tls.names_for(kafka, planned.broker_id)
+            broker_names = rendered
+        cluster = ClusterInputs(kafka, name, server_name, names, sidecar, broker_names)
         return BrokerResources(
             memo.get(
                 ListenerInputs(kafka, name, planned.listen, sidecar.idle_timeout_seconds), self._listener
             ),
-            memo.get(ClusterInputs(kafka, name, server_name, names, sidecar), self._cluster),
+            memo.get(cluster, self._cluster),
             memo.get(EndpointInputs(kafka, name, planned.upstream, planned.rack), self._endpoints),
             shared,
         )
 
-    def _cluster_secrets(self, kafka: str, tls: UpstreamTls) -> tuple[TlsSecrets, tuple[Resource, ...]]:
+    def _cluster_tls(self, kafka: str, tls: UpstreamTls) -> _ClusterTls:
         names = TlsSecrets.of(kafka)
         certificate = CertificateInputs(kafka, names.certificate, tls.cert_file, tls.key_file)
         trusted_ca = TrustedCaInputs(kafka, names.trusted_ca, tls.ca_file)
-        return names, (
+        shared = (
             self._memo.get(certificate, self._certificate),
             self._memo.get(trusted_ca, self._trusted_ca),
         )
+        return _ClusterTls(names, shared, self._names.get((kafka, tls), {}))
+
+
+@dataclass(frozen=True, slots=True)
+class _ClusterTls:
+    """A Kafka cluster's TLS in one build: its Secrets' names and resources, its brokers' names."""
+
+    secrets: TlsSecrets
+    shared: tuple[Resource, ...]
+    names: dict[int, tuple[SubjectAltName, ...]]  # by broker id, filled as its brokers are built
 
 
 def _listener(encode: Callable[[ListenerInputs], bytes], inputs: ListenerInputs) -> Resource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 
-from xds.config.model import SidecarSettings
+from xds.config.model import SidecarSettings, SubjectAltName
 from xds.pipeline.resources.inputs import (
     TCP_PROXY_FILTER,
     TCP_PROXY_TYPE,
@@ -59,7 +59,8 @@ def encode_cluster(inputs: ClusterInputs) -> bytes:
     if inputs.secrets is None:
         return head + connection_options
     # UpstreamTlsContext: common_tls_context 1, sni 2
-    context = _common_tls_context(inputs.secrets) + _scalar(2, (inputs.server_name or "").encode())
+    common = _common_tls_context(inputs.secrets, inputs.broker_names)
+    context = common + _scalar(2, (inputs.server_name or "").encode())
     # TransportSocket: name 1, typed_config 3 (an Any: type_url 1, value 2)
     socket = _TLS_SOCKET_NAME + _delimited(3, _UPSTREAM_TLS_TYPE_URL + _delimited(2, context))
     return head + _delimited(24, socket) + connection_options
@@ -105,6 +106,7 @@ _TCP_PROXY_TYPE_URL = wire.string(1, TCP_PROXY_TYPE)  # Any.type_url
 _TLS_SOCKET_NAME = wire.string(1, TLS_TRANSPORT_SOCKET)  # TransportSocket.name
 _UPSTREAM_TLS_TYPE_URL = wire.string(1, UPSTREAM_TLS_TYPE)  # Any.type_url
 _EDS = wire.int64(2, 3)  # Cluster.type = EDS
+_SAN_TYPES = {"dns": wire.int64(1, 2), "uri": wire.int64(1, 3)}  # SubjectAltNameMatcher.san_type: DNS, URI
 _ADS_V3 = _delimited(3, b"") + wire.int64(6, 2)  # ConfigSource: ads {}, resource_api_version V3
 _MICROSECOND = datetime.timedelta(microseconds=1)
 
@@ -151,11 +153,35 @@ def _cluster_settings(sidecar: SidecarSettings) -> tuple[bytes, bytes]:
     return discovery, _delimited(30, _delimited(1, keepalive))  # { tcp_keepalive 1 }
 
 
-@functools.lru_cache(maxsize=256)
-def _common_tls_context(secrets: TlsSecrets) -> bytes:
+def _common_tls_context(secrets: TlsSecrets, broker_names: tuple[SubjectAltName, ...]) -> bytes:
     """UpstreamTlsContext.common_tls_context (1): CommonTlsContext { tls_certificate_sds_secret_configs 6,
-    validation_context_sds_secret_config 7 (oneof) }, each SdsSecretConfig { name 1, sds_config 2 }
-    with the Secret's name and the ADS stream as its source."""
+    then (oneof) validation_context_sds_secret_config 7 without names to verify, or
+    combined_validation_context 8 with them }, each SdsSecretConfig { name 1, sds_config 2 } with the
+    Secret's name and the ADS stream as its source.
+
+    CombinedCertificateValidationContext { default_validation_context 1,
+    validation_context_sds_secret_config 2 }: Envoy merges the trusted-CA Secret into the default
+    context, so the names are the broker's own (in its Cluster) while the CA still comes, and
+    rotates, through SDS."""
+    certificate, trusted_ca = _sds_configs(secrets)
+    if not broker_names:
+        return _delimited(1, certificate + _delimited(7, trusted_ca))
+    # CertificateValidationContext: match_typed_subject_alt_names 15
+    matchers = b"".join(_delimited(15, _san_matcher(name)) for name in broker_names)
+    combined = _delimited(1, matchers) + _delimited(2, trusted_ca)
+    return _delimited(1, certificate + _delimited(8, combined))
+
+
+@functools.lru_cache(maxsize=256)
+def _sds_configs(secrets: TlsSecrets) -> tuple[bytes, bytes]:
+    """(tls_certificate_sds_secret_configs 6 as a field, the trusted CA's SdsSecretConfig body)."""
     certificate = _scalar(1, secrets.certificate.encode()) + _delimited(2, _ADS_V3)
     trusted_ca = _scalar(1, secrets.trusted_ca.encode()) + _delimited(2, _ADS_V3)
-    return _delimited(1, _delimited(6, certificate) + _delimited(7, trusted_ca))
+    return _delimited(6, certificate), trusted_ca
+
+
+def _san_matcher(name: SubjectAltName) -> bytes:
+    """SubjectAltNameMatcher { san_type 1, matcher 2: StringMatcher { exact 1 (oneof) } }. For a DNS
+    name Envoy's exact match follows DNS rules: case-insensitive, and a wildcard certificate
+    (`*.kafka-a.svc`) matches one label."""
+    return _SAN_TYPES[name.kind] + _delimited(2, wire.string(1, name.value))

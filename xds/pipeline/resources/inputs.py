@@ -10,7 +10,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from xds.config.model import SidecarSettings
+from xds.config.model import SidecarSettings, SubjectAltName
 from xds.pipeline.plan import PlannedBroker
 from xds.shared.addresses import HostPort
 
@@ -68,6 +68,8 @@ class ClusterInputs:
     server_name: str | None
     secrets: TlsSecrets | None  # None: plain TCP
     sidecar: SidecarSettings
+    # What the broker's certificate must carry (any one of them); empty: the name is not verified.
+    broker_names: tuple[SubjectAltName, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

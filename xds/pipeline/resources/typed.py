@@ -40,13 +40,18 @@ from envoy_data_plane.envoy.extensions.filters.network.tcp_proxy.v3 import TcpPr
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     CertificateValidationContext,
     CommonTlsContext,
+    CommonTlsContextCombinedCertificateValidationContext,
     SdsSecretConfig,
     Secret,
+    SubjectAltNameMatcher,
+    SubjectAltNameMatcherSanType,
     TlsCertificate,
     UpstreamTlsContext,
 )
+from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any
 
+from xds.config.model import SubjectAltName
 from xds.pipeline.resources.inputs import (
     TCP_PROXY_FILTER,
     TLS_TRANSPORT_SOCKET,
@@ -119,7 +124,7 @@ def typed_cluster(inputs: ClusterInputs) -> Cluster:
         ),
         transport_socket=None
         if inputs.secrets is None
-        else _upstream_tls(inputs.secrets, inputs.server_name),
+        else _upstream_tls(inputs.secrets, inputs.server_name, inputs.broker_names),
     )
 
 
@@ -165,14 +170,33 @@ TYPED_ENCODERS = Encoders(
 )
 
 
-def _upstream_tls(secrets: TlsSecrets, server_name: str | None) -> TransportSocket:
-    context = UpstreamTlsContext(
-        common_tls_context=CommonTlsContext(
-            tls_certificate_sds_secret_configs=[SdsSecretConfig(name=secrets.certificate, sds_config=_ADS)],
-            validation_context_sds_secret_config=SdsSecretConfig(name=secrets.trusted_ca, sds_config=_ADS),
-        ),
-        sni=server_name or "",
-    )
+_SAN_TYPES = {"dns": SubjectAltNameMatcherSanType.DNS, "uri": SubjectAltNameMatcherSanType.URI}
+
+
+def _upstream_tls(
+    secrets: TlsSecrets, server_name: str | None, broker_names: tuple[SubjectAltName, ...]
+) -> TransportSocket:
+    certificates = [SdsSecretConfig(name=secrets.certificate, sds_config=_ADS)]
+    trusted_ca = SdsSecretConfig(name=secrets.trusted_ca, sds_config=_ADS)
+    if broker_names:
+        matchers = [
+            SubjectAltNameMatcher(san_type=_SAN_TYPES[name.kind], matcher=StringMatcher(exact=name.value))
+            for name in broker_names
+        ]
+        common = CommonTlsContext(
+            tls_certificate_sds_secret_configs=certificates,
+            combined_validation_context=CommonTlsContextCombinedCertificateValidationContext(
+                default_validation_context=CertificateValidationContext(
+                    match_typed_subject_alt_names=matchers
+                ),
+                validation_context_sds_secret_config=trusted_ca,
+            ),
+        )
+    else:
+        common = CommonTlsContext(
+            tls_certificate_sds_secret_configs=certificates, validation_context_sds_secret_config=trusted_ca
+        )
+    context = UpstreamTlsContext(common_tls_context=common, sni=server_name or "")
     return TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=Any.pack(context))
 
 
