@@ -21,6 +21,7 @@ from xds.shared.addresses import parse_listen
 pytest_plugins = [
     "tests.conftest_zk",  # real ZooKeeper servers, ensembles and broker registrations
     "tests.conftest_kafka",  # a real Kafka-protocol broker (Tansu)
+    "tests.conftest_kafka_real",  # real Apache Kafka clusters (ZooKeeper mode and KRaft)
 ]
 
 
