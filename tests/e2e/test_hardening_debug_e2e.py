@@ -132,5 +132,6 @@ async def test_held_open_debug_connections_starve_neither_healthz_nor_the_source
             if writer is not None:
                 writer.close()
     log = replica.log_path.read_text(errors="replace")
-    assert log.count("out of system resource") <= 2
-    assert "Too many open files" not in log.replace("out of system resource", "")
+    # A descriptor shortage pauses accepting for a second (asyncio) and says so in the log.
+    assert "out of system resource" not in log
+    assert "Too many open files" not in log

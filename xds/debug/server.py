@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -44,8 +46,22 @@ _COOKIE = "kafka_xds_token"
 # this process, so the queue is not the connection limit: a queue as short as the limit drops a
 # probe's SYN during a burst of connections, and the probe waits a second to send it again.
 _BACKLOG = 1024
+# asyncio accepts up to its `backlog` connections per wakeup before the guard sees any of them, so
+# the listening socket is created with this batch and its kernel queue raised to _BACKLOG after:
+# a batch of 1024 takes more descriptors than a small limit leaves (EMFILE, accepting paused 1 s).
+_ACCEPT_BATCH = 16
 _AUTHORIZED = web.RequestKey("authorized", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _deepen_queue(fileno: int) -> None:
+    """Raises a listening socket's kernel queue to _BACKLOG (listen() again on a duplicate of the
+    same socket), leaving asyncio's accept batch as it was created."""
+    duplicate = socket.socket(fileno=os.dup(fileno))
+    try:
+        duplicate.listen(_BACKLOG)
+    finally:
+        duplicate.close()
 
 
 class _FleetCollector(Collector):
@@ -103,8 +119,10 @@ class DebugServer:
         try:
             # Listening through the guard, not an aiohttp site: it decides which connections stay.
             self._listener = await asyncio.get_running_loop().create_server(
-                self._guard, host, port, backlog=_BACKLOG
+                self._guard, host, port, backlog=_ACCEPT_BATCH
             )
+            for listening in self._listener.sockets:
+                _deepen_queue(listening.fileno())
         except OSError as err:
             await self.stop()
             raise StartupError(
