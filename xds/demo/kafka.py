@@ -231,9 +231,8 @@ class KafkaCluster:
         """The MESH keystore: PKCS#8 key and chain in one PEM file, as Kafka's PEM keystore takes it."""
         keystore = self.directory / "tls" / f"broker-{broker_id}.pem"
         if not keystore.exists():
-            issued = self.certs.ca.issue_cert(
-                f"broker-{broker_id}.kafka.test", common_name=f"broker-{broker_id}"
-            )
+            names = [name.format(broker_id=broker_id) for name in self.certificate_names]
+            issued = self.certs.ca.issue_cert(*names, common_name=f"broker-{broker_id}")
             chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
             keystore.write_bytes(_pkcs8(issued.private_key_pem.bytes()) + chain)
         return keystore
