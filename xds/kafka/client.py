@@ -1,9 +1,11 @@
 """A Kafka-protocol client: requests over aiokafka's connection class, one kept-open connection.
 
 aiokafka negotiates each API's version with the broker (ApiVersions) and does TLS and SASL; this module
-adds what a control plane needs around it: the connection to the last server kept open and reopened
-when the broker closed it, TLS files and SASL passwords read again (off the event loop) for every new
-connection so rotations need no restart, and errors as one short line an operator can act on.
+adds what a control plane needs around it: any request (`request`; the brokers' Metadata is `fetch`,
+partitions and topic configs are `xds.kafka.partitions`) over the connection to the last server, kept
+open and reopened when the broker closed it, TLS files and SASL passwords read again (off the event
+loop) for every new connection so rotations need no restart, and errors as one short line an
+operator can act on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Protocol
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.api import Request
 from aiokafka.protocol.metadata import MetadataRequest
 
 from xds.config.model import KraftSettings
@@ -52,9 +55,10 @@ def describe_error(err: BaseException) -> str:
 
 
 class KafkaMetadataClient:
-    """Metadata over aiokafka's connection class, keeping the connection to the last server open.
+    """Requests (Metadata first) over aiokafka's connection class, keeping the connection to the last
+    server open.
 
-    aiokafka negotiates the Metadata version with the broker (ApiVersions), and does TLS and SASL.
+    aiokafka negotiates each request's version with the broker (ApiVersions), and does TLS and SASL.
     TLS files and the SASL password are read again for every new connection, so rotated certificates
     and passwords are picked up without a restart.
     """
@@ -66,10 +70,25 @@ class KafkaMetadataClient:
         self._server: HostPort | None = None
 
     async def fetch(self, server: HostPort) -> ClusterMetadata:
+        """The brokers (no topics) as `server` knows them."""
+        answer = await self.request(server, MetadataRequest(topics=[], allow_auto_topic_creation=False))
+        return decode_metadata(answer)
+
+    async def request(
+        self, server: HostPort, request: Request[Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send one request to `server` over the kept connection (opened when there is none, opened
+        again once when a kept one turns out closed) and return aiokafka's decoding of the answer
+        (`to_object()`: dicts and lists, for the caller's strict decoder). aiokafka picks the highest
+        version both sides speak. `timeout` (seconds) bounds connecting and answering each, at most
+        the settings' request timeout. Raises OSError, TimeoutError or MetadataError (the server
+        answered, but with a Kafka error: authentication, an unsupported request)."""
+        limit = self._settings.request_timeout_seconds
+        timeout = limit if timeout is None else max(0.0, min(timeout, limit))
         reused = self._connection is not None and self._server == server and self._connection.connected()
         if reused:
             try:
-                return await self._fetch(server)
+                return await self._send(server, request, timeout)
             except (OSError, TimeoutError, KafkaConnectionError) as err:
                 # A kept-open connection may have been closed under us (the broker's
                 # connections.max.idle.ms, a load balancer's idle timeout, a restart): that says
@@ -82,15 +101,13 @@ class KafkaMetadataClient:
                     error=repr(err),
                 )
         try:
-            return await self._fetch(server)
+            return await self._send(server, request, timeout)
         except KafkaConnectionError as err:
             raise MetadataError(describe_error(err)) from err
 
-    async def _fetch(self, server: HostPort) -> ClusterMetadata:
-        timeout = self._settings.request_timeout_seconds
+    async def _send(self, server: HostPort, request: Request[Any], timeout: float) -> dict[str, Any]:
         try:
             connection = await self._connection_to(server, timeout)
-            request = MetadataRequest(topics=[], allow_auto_topic_creation=False)
             response = await asyncio.wait_for(connection.send(request), timeout)
         except KafkaConnectionError:
             await self.close()
@@ -101,7 +118,11 @@ class KafkaMetadataClient:
         except (OSError, TimeoutError):
             await self.close()
             raise
-        return decode_metadata(response.to_object())
+        except asyncio.CancelledError:
+            await self.close()  # an answer may still come on it: of no further use
+            raise
+        answer: dict[str, Any] = response.to_object()
+        return answer
 
     async def _connection_to(self, server: HostPort, timeout: float) -> Any:
         if self._connection is not None and self._server == server and self._connection.connected():
