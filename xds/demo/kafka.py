@@ -95,6 +95,7 @@ class KafkaCluster:
     zookeeper: str | None = None
     controller_host: str = "127.0.0.1"
     mesh_port: int = 0
+    internal_port: int = 0  # INTERNAL's port on every broker's address; 0: a free port per broker
     properties: dict[str, str] = field(default_factory=dict)  # extra broker settings
     # DNS names of each broker's MESH certificate, `{broker_id}` filled in: what the sidecars verify.
     certificate_names: tuple[str, ...] = ("broker-{broker_id}.kafka.test",)
@@ -135,7 +136,7 @@ class KafkaCluster:
             self.mesh_port = _port_free_on_all([spec.host for spec in self.brokers])
         for spec in self.brokers:
             directory = self.directory / f"broker-{spec.broker_id}"
-            self._nodes[spec.broker_id] = _Broker(spec, directory, free_port(spec.host))
+            self._nodes[spec.broker_id] = _Broker(spec, directory, self._internal_port(spec.host))
         if self.kraft:
             self._cluster_id = _kraft_cluster_id()
             self._controller_port = free_port(self.controller_host)
@@ -166,20 +167,23 @@ class KafkaCluster:
         await self.stop_broker(broker_id)
         node = self._nodes[broker_id]
         node.spec = replace(node.spec, host=new_host)
-        node.internal_port = free_port(new_host)
+        node.internal_port = self._internal_port(new_host)
         if _port_in_use(new_host, self.mesh_port):
             raise RuntimeError(f"MESH port {self.mesh_port} is taken on {new_host}")
         await self.start_broker(broker_id, timeout)
 
     async def add_broker(self, spec: BrokerSpec, timeout: float = 90.0) -> None:
         directory = self.directory / f"broker-{spec.broker_id}"
-        node = _Broker(spec, directory, free_port(spec.host))
+        node = _Broker(spec, directory, self._internal_port(spec.host))
         self._nodes[spec.broker_id] = node
         await self.start_broker(spec.broker_id, timeout)
 
     async def remove_broker(self, broker_id: int) -> None:
         await self.stop_broker(broker_id)
         del self._nodes[broker_id]
+
+    def _internal_port(self, host: str) -> int:
+        return self.internal_port or free_port(host)
 
     async def wait_brokers(self, broker_ids: set[int], timeout: float) -> None:
         """Until the cluster's Metadata lists every broker of `broker_ids` at its current address."""
@@ -362,7 +366,11 @@ async def _java(
     ]
     with log.open("ab" if append else "wb") as output:
         return await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=asyncio.subprocess.STDOUT
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the terminal is for the demo, which stops brokers in order
         )
 
 

@@ -2,8 +2,9 @@
 
 Every address keeps its host number in the /24 (by default 127.0.0.0/24): .1 serves kafka-xds (ADS,
 status page), Envoy's admin API and ZooKeeper; .10 and .11 are kafka-a's and kafka-b's loopback IPs
-(config/demo.yaml); kafka-a's brokers run on .21-.23, kafka-b's on .41-.42, and kafka-a's broker 2 is
-rescheduled onto .32. Another /24 and other ports let a second demo (or a test) run beside the first.
+(config/demo.yaml); kafka-a's brokers run on .21-.23, kafka-b's on .41-.42 (its KRaft controller on
+.50), and kafka-a's broker 2 is rescheduled onto .32. Another /24 and other ports let a second demo
+(or a test) run beside the first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _SERVICES = 1  # kafka-xds, Envoy's admin API, ZooKeeper
 # Where each broker's pod runs: Kafka cluster -> broker id -> host number in the /24.
 POD_HOSTS: Mapping[str, Mapping[int, int]] = {"kafka-a": {1: 21, 2: 22, 3: 23}, "kafka-b": {1: 41, 2: 42}}
 MOVED_BROKER, MOVED_TO_HOST = ("kafka-a", 2), 32
+CONTROLLER_HOST = 50  # kafka-b's KRaft controller (the real-Kafka demo)
 _LOOPBACK_RANGE = ipaddress.IPv4Network("127.0.0.0/8")
 
 
