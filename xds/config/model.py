@@ -29,6 +29,7 @@ from xds.config.fields import (
     read_yaml,
 )
 from xds.config.fields import ConfigError as ConfigError
+from xds.config.health import HealthSettings
 from xds.config.sources import (
     KraftSasl,
     KraftSettings,
@@ -278,6 +279,15 @@ class KafkaCluster(Model):
     static: StaticSettings | None = None
     zookeeper: ZookeeperSettings | None = None
     kraft: KraftSettings | None = None
+    health: HealthSettings | None = None
+
+    @property
+    def health_connection(self) -> KraftSettings | None:
+        """How the health follower and the CLI ask this cluster: `health.connection`, else the kraft
+        source's settings; None when neither is set."""
+        if self.health is not None and self.health.connection is not None:
+            return self.health.connection
+        return self.kraft
 
     @field_validator("loopback_ip", mode="before")
     @classmethod
@@ -426,6 +436,12 @@ def _check_clusters(raw: dict[str, Any], config: Config) -> None:
         ips[cluster.loopback_ip] = index
         _check_ports(key, cluster)
         _check_kraft(key, cluster)
+        if cluster.health is not None and cluster.health_connection is None:
+            raise ConfigError(
+                f"{key}.health.connection",
+                f"missing: a {cluster.source_kind} cluster's partition state is asked of its brokers; "
+                "set connection.bootstrap_servers (and TLS or SASL as a Kafka client needs them)",
+            )
         if cluster.static is not None and cluster.static.brokers is not None:
             _check_static_brokers(cluster, cluster.static.brokers, f"{key}.static.brokers")
         if "upstream_tls" not in cluster.model_fields_set and "upstream_tls" not in raw:
