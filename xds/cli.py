@@ -1,4 +1,4 @@
-"""`kafka-xds` (and `python -m xds`): serve, check-config, bootstrap.
+"""`kafka-xds` (and `python -m xds`): serve, check-config, bootstrap, broker-ready.
 
 Configuration and argument problems end the process with exit code 2 and one line naming the key or
 the option; no traceback.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from xds import __version__
 from xds.config.model import Config, ConfigError, KafkaCluster, StaticBroker, load_config, load_static_brokers
+from xds.health.probe import add_command as add_broker_ready_command
 from xds.pipeline.plan import ClusterPlan, format_plan_table, plan_rows, rows_for_ids
 from xds.shared.log import configure
 
@@ -161,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write the bootstrap here (and, with TLS, its SDS files beside it) instead of to stdout",
     )
     boot.set_defaults(run=_bootstrap, parser=boot)
+    add_broker_ready_command(commands)  # xds/health/probe.py
     return parser
 
 
