@@ -320,12 +320,28 @@ def test_settings_from_a_config_with_options_over_them(answers, capsys, tmp_path
     assert code == 2 and "--cluster: " in err and "has 2 clusters: name one of kafka-a, kafka-z" in err
     code, _, err = probe(capsys, "--config", str(config), "--cluster", "kafka-z", "--broker-id", "1")
     assert (
-        code == 2 and "kafka-z has a zookeeper source, no bootstrap servers: give --bootstrap-server" in err
+        code == 2
+        and "kafka-z has a zookeeper source and no health.connection: give --bootstrap-server" in err
     )
     code, _, _ = probe(capsys, "--config", str(config), "--cluster", "kafka-z", *BOOT, "--broker-id", "1")
     assert code == 0 and fake.calls[-1][0] == "kafka-z"
     code, _, err = probe(capsys, "--config", str(config), "--cluster", "nope", "--broker-id", "1")
     assert code == 2 and "has no cluster 'nope'" in err
+
+
+def test_a_clusters_health_section_gives_the_connection_and_the_thresholds(answers, capsys, tmp_path):
+    fake = answers(_state(stopped=3))
+    health = {
+        "connection": {"bootstrap_servers": ["10.2.0.1:9092"]},
+        "readiness": {"max_at_min_isr": 6, "examples": 1},
+    }
+    config = _config(tmp_path, _cluster("kafka-z", {"zookeeper": {"hosts": "zk:2181"}, "health": health}))
+    code, out, _ = probe(capsys, "--config", str(config), "--broker-id", "1")
+    assert code == 0, out  # 6 at min ISR tolerated by the config
+    assert fake.calls[-1][0] == "kafka-z" and fake.calls[-1][1].bootstrap_servers == ["10.2.0.1:9092"]
+    assert "tolerated: 6 at-min-ISR partitions (orders-0, ...), max 6" in out
+    code, out, _ = probe(capsys, "--config", str(config), "--broker-id", "1", "--max-at-min-isr", "0")
+    assert code == 1 and "cluster: 6 at-min-ISR partitions (orders-0, ...)" in out
 
 
 def test_no_secret_in_any_output(answers, capsys, tmp_path, monkeypatch):

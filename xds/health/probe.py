@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from xds.config.fields import PATTERNS, describe_validation_error
-from xds.config.model import KraftSettings, load_config
+from xds.config.model import KafkaCluster, KraftSettings, load_config
 from xds.health.override import ENV_VAR, Override, first_active, override_from_env, read_override_file
 from xds.health.readiness import (
     Readiness,
@@ -75,8 +75,8 @@ An override makes it exit 0 and say so loudly: the environment variable KAFKA_XD
 any partition below min ISR.
 
 Bootstrap servers and TLS/SASL as a KRaft source takes them: --bootstrap-server and the options
-below, or --config FILE --cluster NAME for a cluster with a kraft section (options given override
-it). Works with KRaft and ZooKeeper-mode clusters alike."""
+below, or --config FILE --cluster NAME: the cluster's health.connection, else its kraft source's
+settings (options given override them). Works with KRaft and ZooKeeper-mode clusters alike."""
 
 
 class _Usage(Exception):
@@ -162,7 +162,8 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     limits = parser.add_argument_group(
         "thresholds",
         "How many degraded partitions the cluster may have while the broker says ready.\n"
-        "The defaults (none) keep a gated roll at or above min ISR: loosen them only on purpose.",
+        "The defaults (none) keep a gated roll at or above min ISR: loosen them only on purpose.\n"
+        "With --config, the cluster's health.readiness is the default.",
     )
     for option, default, what in (
         ("--max-offline", defaults.max_offline, "partitions without a leader or any in-sync replica"),
@@ -173,14 +174,9 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
             defaults.max_under_replicated,
             "partitions missing a replica, above min ISR",
         ),
+        ("--examples", defaults.examples, "partitions named per reason"),
     ):
-        limits.add_argument(
-            option, type=_count, default=default, metavar="N", help=f"{what} (default {default})"
-        )
-    limits.add_argument(
-        "--examples", type=_count, default=defaults.examples, metavar="N", help="partitions named per reason"
-    )
-
+        limits.add_argument(option, type=_count, metavar="N", help=f"{what} (default {default})")
     parser.add_argument(
         "--override-file",
         type=Path,
@@ -258,11 +254,10 @@ def _in_options(problem: str) -> str:
     return problem
 
 
-def _cluster_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The cluster's name and its KRaft settings from --config (raw, to be validated with the
-    options), or the defaults."""
+def _cluster(args: argparse.Namespace) -> tuple[str, KafkaCluster | None]:
+    """The cluster's name, and the cluster of --config when one is given."""
     if args.config is None:
-        return args.cluster or "kafka", {}
+        return args.cluster or "kafka", None
     config = load_config(args.config)  # ConfigError: the CLI says `config error: ...`, exit 2
     names = [cluster.name for cluster in config.kafka_clusters]
     if args.cluster is None and len(names) > 1:
@@ -270,20 +265,28 @@ def _cluster_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     name = args.cluster or names[0]
     if name not in names:
         raise _Usage("--cluster", f"{args.config} has no cluster {name!r} (it has {', '.join(names)})")
-    cluster = config.cluster(name)
-    if cluster.kraft is None:
+    return name, config.cluster(name)
+
+
+def _connection(args: argparse.Namespace, cluster: KafkaCluster | None) -> dict[str, Any]:
+    """The cluster's connection settings from --config (raw, to be validated with the options):
+    its `health.connection`, else its kraft source's; nothing without --config."""
+    if cluster is None:
+        return {}
+    connection = cluster.health_connection
+    if connection is None:
         if not args.bootstrap_server:
             raise _Usage(
                 "--cluster",
-                f"{name} has a {cluster.source_kind} source, no bootstrap servers: give --bootstrap-server "
-                "(and its TLS/SASL options)",
+                f"{cluster.name} has a {cluster.source_kind} source and no health.connection: give "
+                "--bootstrap-server (and its TLS/SASL options)",
             )
-        return name, {}
-    return name, cluster.kraft.model_dump(exclude_none=True)
+        return {}
+    return connection.model_dump(exclude_none=True)
 
 
-def _settings(args: argparse.Namespace) -> tuple[str, KraftSettings]:
-    name, raw = _cluster_settings(args)
+def _settings(args: argparse.Namespace, cluster: KafkaCluster | None) -> KraftSettings:
+    raw = _connection(args, cluster)
     if args.bootstrap_server:
         raw["bootstrap_servers"] = list(args.bootstrap_server)
     if not raw.get("bootstrap_servers"):
@@ -318,7 +321,7 @@ def _settings(args: argparse.Namespace) -> tuple[str, KraftSettings]:
         problem = describe_validation_error(err, raw, PATTERNS, KraftSettings)
         raise _Usage(_option(problem.key), _in_options(problem.problem)) from None
     _check_readable(settings)
-    return name, settings
+    return settings
 
 
 def _check_readable(settings: KraftSettings) -> None:
@@ -363,18 +366,31 @@ def _broker_id(args: argparse.Namespace) -> int | None:
     return given
 
 
+def _thresholds(args: argparse.Namespace, cluster: KafkaCluster | None) -> ReadinessThresholds:
+    """The options given, over the config's `health.readiness`, over readiness.py's defaults."""
+    base = ReadinessThresholds()
+    if cluster is not None and cluster.health is not None:
+        base = ReadinessThresholds(**cluster.health.readiness.model_dump())
+    given = {name: getattr(args, name) for name in _THRESHOLDS if getattr(args, name) is not None}
+    return dataclasses.replace(base, **given)
+
+
+_THRESHOLDS = ("max_offline", "max_under_min_isr", "max_at_min_isr", "max_under_replicated", "examples")
+
+
 def _request(args: argparse.Namespace) -> _Request:
     broker_id = _broker_id(args)
-    name, settings = _settings(args)
-    thresholds = ReadinessThresholds(
-        args.max_offline,
-        args.max_under_min_isr,
-        args.max_at_min_isr,
-        args.max_under_replicated,
-        args.examples,
-    )
+    name, cluster = _cluster(args)
+    settings = _settings(args, cluster)
     return _Request(
-        name, settings, broker_id, thresholds, args.override_file, args.timeout, args.restartable, args.json
+        name,
+        settings,
+        broker_id,
+        _thresholds(args, cluster),
+        args.override_file,
+        args.timeout,
+        args.restartable,
+        args.json,
     )
 
 

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 MIN_INSYNC_REPLICAS = "min.insync.replicas"
-DESCRIBE_CONFIGS_BATCH = 500  # topics per DescribeConfigs request: ~150 kB of answer with synonyms
+DESCRIBE_CONFIGS_BATCH = 1000  # topics per DescribeConfigs request: ~150 kB of answer with synonyms
 
 TOPIC_RESOURCE = 2  # Kafka's ConfigResource types
 BROKER_RESOURCE = 4
