@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
 from xds.config.model import Config
@@ -90,6 +92,7 @@ class Application:
 
     async def start(self) -> None:
         """Start serving; on failure (an address in use) nothing is left running."""
+        started = time.monotonic()
         tls = self.config.xds.tls
         if tls is None:
             event(
@@ -144,6 +147,25 @@ class Application:
         except BaseException:
             await self.stop()
             raise
+        self._tasks.append(asyncio.create_task(self._announce_ready(started), name="ready"))
+
+    async def _announce_ready(self, started: float, interval: float = 0.05) -> None:
+        """One INFO line when the replica first becomes ready (what /readyz answers 200 for)."""
+        for attempt in itertools.count():
+            if not self.debug.waiting():
+                break
+            await asyncio.sleep(min(interval * (attempt + 1), 1.0))
+        event(
+            log,
+            logging.INFO,
+            "ready: every source synced, every worker serving",
+            clusters=len(self.config.kafka_clusters),
+            brokers=sum(len(plan.brokers) for plan in self.controller.plans.values()),
+            generation=self.cache.generation,
+            xds=self.config.xds.listen,
+            debug=self.config.debug.listen,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     async def _supervise(self, source: Source) -> None:
         """Run a source forever; a crash is logged and the source restarted, its last topology kept."""

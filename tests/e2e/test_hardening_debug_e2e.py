@@ -135,3 +135,14 @@ async def test_held_open_debug_connections_starve_neither_healthz_nor_the_source
     # A descriptor shortage pauses accepting for a second (asyncio) and says so in the log.
     assert "out of system resource" not in log
     assert "Too many open files" not in log
+
+
+async def test_at_info_level_one_line_says_the_replica_is_ready_and_where_it_serves(replica):
+    async def announced() -> bool:
+        return 'msg="ready: every source synced, every worker serving"' in replica.log_path.read_text()
+
+    await eventually(announced, timeout=10, what="the ready line")
+    lines = [line for line in replica.log_path.read_text().splitlines() if 'msg="ready:' in line]
+    assert len(lines) == 1
+    assert f"debug={replica.debug_listen}" in lines[0] and "clusters=1 brokers=1" in lines[0]
+    assert "=None" not in replica.log_path.read_text()  # error=None once a source synced: left out

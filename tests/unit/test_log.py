@@ -37,3 +37,13 @@ def test_json_lines_carry_the_fields(capsys):
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["msg"] == "kept the last brokers" and line["cluster"] == "kafka-a"
     assert line["level"] == "warning"
+
+
+def test_a_field_without_a_value_is_left_out_of_a_logfmt_line(capsys):
+    configure("info")
+    event(
+        logging.getLogger("kafka_xds.test"), logging.INFO, "source state changed", after="synced", error=None
+    )
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.endswith('msg="source state changed" after=synced')
+    assert "None" not in line

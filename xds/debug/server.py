@@ -175,7 +175,8 @@ class DebugServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    def _waiting(self) -> dict[str, str]:
+    def waiting(self) -> dict[str, str]:
+        """What keeps this replica from being ready (/readyz), by name; empty when it is ready."""
         waiting = self._controller.waiting()
         if not waiting and self._cache.snapshot is None:
             waiting = {"snapshot": "the first snapshot is being built"}
@@ -183,7 +184,7 @@ class DebugServer:
         return waiting
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        waiting = self._waiting()
+        waiting = self.waiting()
         if not waiting:
             return web.json_response({"ready": True})
         body: dict[str, object] = {"ready": False, "waiting_count": len(waiting)}
@@ -196,7 +197,7 @@ class DebugServer:
     async def _snapshot(self, request: web.Request) -> web.StreamResponse:
         snapshot = self._cache.snapshot
         if snapshot is None:
-            return web.json_response({"error": "no snapshot yet", "waiting": self._waiting()}, status=503)
+            return web.json_response({"error": "no snapshot yet", "waiting": self.waiting()}, status=503)
         type_filter, name_filter = request.query.get("type"), request.query.get("name")
         type_url = None
         if type_filter is not None:
@@ -262,7 +263,7 @@ class DebugServer:
         html = render_page(
             topology=render_topology(self._controller.topologies, self._controller.plans),
             streams=await self._fleet.streams(StreamQuery(limit=50)),
-            waiting=self._waiting(),
+            waiting=self.waiting(),
             versions=snapshot.versions() if snapshot else {},
         )
         return web.Response(text=html, content_type="text/html")

@@ -46,7 +46,8 @@ class LogfmtFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         parts.update(_fields(record))
-        line = " ".join(f"{key}={_quote(value)}" for key, value in parts.items())
+        # A field without a value (error=None once a source recovered) says nothing: left out.
+        line = " ".join(f"{key}={_quote(value)}" for key, value in parts.items() if value is not None)
         if record.exc_info or record.exc_text:
             line += " exc=" + _quote(_exception(self, record))
         return line
