@@ -13,6 +13,7 @@ from xds.health.readiness import (
     ReadinessThresholds,
     ReasonKind,
     broker_readiness,
+    every_broker_readiness,
     restart_plan,
 )
 from xds.health.state import NO_LEADER, BrokerState, ClusterState, PartitionId, PartitionState
@@ -398,3 +399,12 @@ def test_a_broker_ready_at_the_default_thresholds_means_every_partition_is_fully
         for partition in state.partitions:
             assert partition.has_leader
             assert _in_sync_count(state, partition) == len(partition.replicas)
+
+
+@settings(max_examples=300)
+@given(_states(), st.integers(0, 3))
+def test_every_broker_readiness_is_each_brokers_own_answer(state: ClusterState, limit: int):
+    thresholds = ReadinessThresholds(max_at_min_isr=limit, max_under_replicated=limit, examples=2)
+    every = every_broker_readiness(state, thresholds)
+    assert list(every) == [restart.broker_id for restart in restart_plan(state).brokers]
+    assert every == {b: broker_readiness(state, b, thresholds) for b in every}
