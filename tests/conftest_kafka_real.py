@@ -117,7 +117,8 @@ def real_kafka(
     addresses: LoopbackAddresses,
 ) -> Iterator[Callable[..., RealCluster]]:
     """`real_kafka("kafka-a", brokers=3, zookeeper=server)` (ZooKeeper mode) or without
-    `zookeeper` (KRaft). Racks default to `rack-<id>`; `racks={id: "k8s-1.az-a"}` sets them."""
+    `zookeeper` (KRaft). Racks default to `rack-<id>`; `racks={id: "k8s-1.az-a"}` sets them;
+    `sasl_users={name: password}` adds a SASL_PLAINTEXT listener (PLAIN, and SCRAM-SHA-256 in KRaft)."""
     started: list[RealCluster] = []
     loop = _KafkaLoop()
     failed_before = request.session.testsfailed
@@ -128,6 +129,7 @@ def real_kafka(
         zookeeper: ZooKeeperServer | None = None,
         racks: dict[int, str] | None = None,
         properties: dict[str, str] | None = None,
+        sasl_users: dict[str, str] | None = None,
     ) -> RealCluster:
         from xds.demo.kafka import KRAFT_RELEASE, ZOOKEEPER_RELEASE
 
@@ -151,6 +153,7 @@ def real_kafka(
             zookeeper=f"{zookeeper.hosts}/{name}" if zookeeper is not None else None,
             controller_host=addresses.take(),
             properties=properties or {},
+            sasl_users=sasl_users or {},
             certificate_names=(broker_name(name, 0).replace("broker-0.", "broker-{broker_id}."),),
         )
         cluster = RealCluster(name, kafka, loopback_ip, certs, loop)

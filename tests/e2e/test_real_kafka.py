@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,9 +41,12 @@ def zk_cluster(zookeeper, real_kafka) -> RealCluster:
     return cluster
 
 
+_SASL_USER, _SASL_PASSWORD = "kafka-xds", f"pw-{uuid.uuid4().hex}"
+
+
 @pytest.fixture(scope="module")
 def kraft_cluster(real_kafka) -> RealCluster:
-    cluster: RealCluster = real_kafka("kafka-kr", brokers=3)
+    cluster: RealCluster = real_kafka("kafka-kr", brokers=3, sasl_users={_SASL_USER: _SASL_PASSWORD})
     return cluster
 
 
@@ -213,3 +217,51 @@ async def test_the_mesh_listener_refuses_a_client_without_the_sidecars_certifica
     )
     with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
         await speak
+
+
+def _sasl_source(cluster: RealCluster, mechanism: str, password_file: Path) -> dict[str, object]:
+    entry = cluster.source_config(None)
+    entry["upstream_listener"] = "SASL"  # the bootstrap servers' listener: Metadata answers its endpoints
+    entry["kraft"] = {
+        "bootstrap_servers": cluster.kafka.sasl_bootstrap_servers,
+        "poll_interval_seconds": 0.5,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl": {"mechanism": mechanism, "username": _SASL_USER, "password_file": str(password_file)},
+    }
+    return entry
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+async def test_the_kraft_source_asks_a_real_cluster_over_sasl_and_no_log_line_holds_the_password(
+    kraft_cluster, mechanism, tmp_path, xds_processes, addresses, monkeypatch
+):
+    monkeypatch.setenv("KAFKA_XDS_LOG_LEVEL", "debug")  # aiokafka's and kazoo's debug lines too
+    password_file = tmp_path / "password"
+    password_file.write_text(_SASL_PASSWORD + "\n")
+    password_file.chmod(0o600)
+    wrong_file = tmp_path / "wrong-password"
+    wrong_password = f"wrong-{uuid.uuid4().hex}"
+    wrong_file.write_text(wrong_password)
+    wrong_file.chmod(0o600)
+
+    config = base_config(None, [_sasl_source(kraft_cluster, mechanism, password_file)], addresses.take())
+    server = await xds_processes(config, name=f"sasl-{mechanism}")
+    _, topology = await server.get("/debug/topology")
+    cluster = topology["clusters"][kraft_cluster.name]
+    assert cluster["source"]["state"] == "synced"
+    registered = {broker["id"]: broker["listeners"]["SASL"] for broker in cluster["brokers"]}
+    assert sorted(registered.values()) == sorted(kraft_cluster.kafka.sasl_bootstrap_servers)
+
+    refused = base_config(None, [_sasl_source(kraft_cluster, mechanism, wrong_file)], addresses.take())
+    wrong = await xds_processes(refused, name=f"sasl-wrong-{mechanism}", wait_ready=False)
+
+    async def reported() -> bool:
+        _, body = await wrong.get("/debug/topology")
+        error = body["clusters"][kraft_cluster.name]["source"]["error"] or ""
+        return "uthentication" in error
+
+    await eventually(reported, timeout=30, what="the wrong password reported as an authentication failure")
+    assert (await wrong.get("/readyz"))[0] == 503
+    for process in (server, wrong):
+        log = process.log_text()
+        assert _SASL_PASSWORD not in log and wrong_password not in log

@@ -24,13 +24,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xds.demo.brokers import Certs
+from xds.demo.java import format_storage, java, tail, write_properties
 from xds.demo.processes import free_port, terminate
 from xds.kafka.metadata import decode_metadata
 
 ZOOKEEPER_RELEASE = "3.9.1"  # the last line with ZooKeeper mode; docker-compose.yml runs the same
 KRAFT_RELEASE = "4.1.0"
-_HEAP = "-Xms64m -Xmx256m"
-_JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k", "-Djava.awt.headless=true"]
 
 
 class KafkaNotInstalled(RuntimeError):
@@ -72,6 +71,7 @@ class _Broker:
     spec: BrokerSpec
     directory: Path
     internal_port: int
+    sasl_port: int = 0
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
 
@@ -97,6 +97,9 @@ class KafkaCluster:
     mesh_port: int = 0
     internal_port: int = 0  # INTERNAL's port on every broker's address; 0: a free port per broker
     properties: dict[str, str] = field(default_factory=dict)  # extra broker settings
+    # With users (name -> password), every broker also listens on `SASL` (SASL_PLAINTEXT, PLAIN and,
+    # in KRaft, SCRAM-SHA-256 with the credentials formatted into the metadata log).
+    sasl_users: dict[str, str] = field(default_factory=dict)
     # DNS names of each broker's MESH certificate, `{broker_id}` filled in: what the sidecars verify.
     certificate_names: tuple[str, ...] = ("broker-{broker_id}.kafka.test",)
     _nodes: dict[int, _Broker] = field(default_factory=dict, init=False)
@@ -120,6 +123,11 @@ class KafkaCluster:
         return f"{node.spec.host}:{node.internal_port}"
 
     @property
+    def sasl_bootstrap_servers(self) -> list[str]:
+        """The SASL listeners (with `sasl_users`)."""
+        return [f"{node.spec.host}:{node.sasl_port}" for _, node in sorted(self._nodes.items())]
+
+    @property
     def bootstrap_servers(self) -> list[str]:
         """The INTERNAL listeners (plaintext): what the KRaft source and the tests' admin ask."""
         return [self.internal_address(broker_id) for broker_id in sorted(self._nodes)]
@@ -137,6 +145,7 @@ class KafkaCluster:
         for spec in self.brokers:
             directory = self.directory / f"broker-{spec.broker_id}"
             self._nodes[spec.broker_id] = _Broker(spec, directory, self._internal_port(spec.host))
+            self._nodes[spec.broker_id].sasl_port = free_port(spec.host) if self.sasl_users else 0
         if self.kraft:
             self._cluster_id = _kraft_cluster_id()
             self._controller_port = free_port(self.controller_host)
@@ -168,6 +177,7 @@ class KafkaCluster:
         node = self._nodes[broker_id]
         node.spec = replace(node.spec, host=new_host)
         node.internal_port = self._internal_port(new_host)
+        node.sasl_port = free_port(new_host) if self.sasl_users else 0
         if _port_in_use(new_host, self.mesh_port):
             raise RuntimeError(f"MESH port {self.mesh_port} is taken on {new_host}")
         await self.start_broker(broker_id, timeout)
@@ -175,6 +185,7 @@ class KafkaCluster:
     async def add_broker(self, spec: BrokerSpec, timeout: float = 90.0) -> None:
         directory = self.directory / f"broker-{spec.broker_id}"
         node = _Broker(spec, directory, self._internal_port(spec.host))
+        node.sasl_port = free_port(spec.host) if self.sasl_users else 0
         self._nodes[spec.broker_id] = node
         await self.start_broker(spec.broker_id, timeout)
 
@@ -199,7 +210,7 @@ class KafkaCluster:
                 if node.process is not None and node.process.returncode is not None:
                     raise RuntimeError(
                         f"Kafka broker {broker_id} exited with {node.process.returncode}: "
-                        f"{_tail(node.log_path)}"
+                        f"{tail(node.log_path)}"
                     )
             for server in self.bootstrap_servers:
                 host, port = server.rsplit(":", 1)
@@ -245,9 +256,9 @@ class KafkaCluster:
         spec = node.spec
         replicas = str(min(3, len(self.brokers)))
         properties = {
-            "listeners": f"INTERNAL://{spec.host}:{node.internal_port},MESH://{spec.host}:{self.mesh_port}",
-            "advertised.listeners": f"INTERNAL://{spec.host}:{node.internal_port},MESH://{spec.advertised}",
-            "listener.security.protocol.map": "INTERNAL:PLAINTEXT,MESH:SSL,CONTROLLER:PLAINTEXT",
+            "listeners": self._listeners(node),
+            "advertised.listeners": self._advertised(node),
+            "listener.security.protocol.map": _PROTOCOLS,
             "inter.broker.listener.name": "INTERNAL",
             "broker.rack": spec.rack,
             "log.dirs": str(node.directory / "data"),
@@ -272,6 +283,8 @@ class KafkaCluster:
             "controlled.shutdown.enable": "true",
             "auto.create.topics.enable": "false",
         }
+        if self.sasl_users:
+            properties |= self._sasl_properties(node)
         if self.kraft:
             properties |= {
                 "process.roles": "broker",
@@ -287,6 +300,40 @@ class KafkaCluster:
                 "zookeeper.session.timeout.ms": "6000",
             }
         return properties | self.properties
+
+    def _listeners(self, node: _Broker) -> str:
+        return f"INTERNAL://{node.spec.host}:{node.internal_port},MESH://{node.spec.host}:{self.mesh_port}"
+
+    def _advertised(self, node: _Broker) -> str:
+        return f"INTERNAL://{node.spec.host}:{node.internal_port},MESH://{node.spec.advertised}"
+
+    def _sasl_properties(self, node: _Broker) -> dict[str, str]:
+        sasl = f"SASL://{node.spec.host}:{node.sasl_port}"
+        mechanisms = ["PLAIN", "SCRAM-SHA-256"] if self.kraft else ["PLAIN"]
+        users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+        properties = {
+            "listeners": f"{self._listeners(node)},{sasl}",
+            "advertised.listeners": f"{self._advertised(node)},{sasl}",
+            "listener.security.protocol.map": f"{_PROTOCOLS},SASL:SASL_PLAINTEXT",
+            "listener.name.sasl.sasl.enabled.mechanisms": ",".join(mechanisms),
+            "listener.name.sasl.plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            ),
+        }
+        if self.kraft:
+            properties["listener.name.sasl.scram-sha-256.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+        return properties
+
+    def _scram_arguments(self) -> list[str]:
+        """`kafka-storage format --add-scram`: the SCRAM users, in the metadata log from the start."""
+        if not (self.kraft and self.sasl_users):
+            return []
+        arguments = []
+        for name, password in self.sasl_users.items():
+            arguments += ["--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]"]
+        return arguments
 
     def _controller_properties(self) -> dict[str, str]:
         address = f"{self.controller_host}:{self._controller_port}"
@@ -305,18 +352,21 @@ class KafkaCluster:
 
     async def _start_controller(self, libs: Path) -> None:
         directory = self.directory / "controller"
-        config = _write_properties(directory / "server.properties", self._controller_properties())
-        await _format_storage(libs, config, self._cluster_id, directory / "format.log", standalone=True)
-        self._controller = await _java(libs, "kafka.Kafka", [str(config)], self.directory / "controller.log")
+        config = write_properties(directory / "server.properties", self._controller_properties())
+        await format_storage(
+            libs, config, self._cluster_id, directory / "format.log", True, self._scram_arguments()
+        )
+        self._controller = await java(libs, "kafka.Kafka", [str(config)], self.directory / "controller.log")
 
     async def _start(self, node: _Broker, libs: Path) -> None:
-        config = _write_properties(node.directory / "server.properties", self._broker_properties(node))
+        config = write_properties(node.directory / "server.properties", self._broker_properties(node))
         if self.kraft and node.starts == 0:
-            await _format_storage(libs, config, self._cluster_id, node.directory / "format.log")
+            await format_storage(libs, config, self._cluster_id, node.directory / "format.log")
         node.starts += 1
-        node.process = await _java(libs, "kafka.Kafka", [str(config)], node.log_path, append=True)
+        node.process = await java(libs, "kafka.Kafka", [str(config)], node.log_path, append=True)
 
 
+_PROTOCOLS = "INTERNAL:PLAINTEXT,MESH:SSL,CONTROLLER:PLAINTEXT"
 _CONTROLLER_ID = 3000  # outside every broker id the demo and the tests use
 
 
@@ -325,73 +375,6 @@ def _kraft_cluster_id() -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _write_properties(path: Path, properties: dict[str, str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-    return path
-
-
-async def _format_storage(
-    libs: Path, config: Path, cluster_id: str, log: Path, standalone: bool = False
-) -> None:
-    """`kafka-storage.sh format` (its class, kafka.tools.StorageTool), once before a first start."""
-    arguments = ["format", "-t", cluster_id, "-c", str(config), "--ignore-formatted"]
-    process = await _java(
-        libs, "kafka.tools.StorageTool", [*arguments, *(["--standalone"] if standalone else [])], log
-    )
-    if await process.wait() != 0:
-        raise RuntimeError(f"formatting {config.parent} failed: {_tail(log)}")
-
-
-async def _java(
-    libs: Path, main_class: str, arguments: list[str], log: Path, *, append: bool = False
-) -> asyncio.subprocess.Process:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log4j = log.parent / "log4j"
-    log4j.mkdir(exist_ok=True)
-    (log4j / "log4j.properties").write_text(_LOG4J)
-    (log4j / "log4j2.yaml").write_text(_LOG4J2)
-    command = [
-        "java",
-        *_HEAP.split(),
-        *_JVM_FLAGS,
-        f"-Dlog4j.configuration=file:{log4j / 'log4j.properties'}",
-        f"-Dlog4j2.configurationFile={log4j / 'log4j2.yaml'}",
-        "-cp",
-        f"{libs}/*",
-        main_class,
-        *arguments,
-    ]
-    with log.open("ab" if append else "wb") as output:
-        return await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C in the terminal is for the demo, which stops brokers in order
-        )
-
-
-# The brokers' own logs, into their log file: INFO of what a reader of a failed test needs.
-_LOG4J = """log4j.rootLogger=WARN, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.server.KafkaServer=INFO
-log4j.logger.kafka.server.BrokerServer=INFO
-log4j.logger.kafka.controller=INFO
-"""
-_LOG4J2 = """Configuration:
-  Appenders:
-    Console: {name: STDOUT, PatternLayout: {pattern: "[%d] %p %m (%c)%n"}}
-  Loggers:
-    Root: {level: WARN, AppenderRef: [{ref: STDOUT}]}
-    Logger:
-      - {name: kafka.server.BrokerServer, level: INFO}
-      - {name: kafka.server.ControllerServer, level: INFO}
-"""
 
 
 def _pkcs8(key_pem: bytes) -> bytes:
@@ -421,10 +404,3 @@ def _port_free_on_all(hosts: list[str]) -> int:
         if not any(_port_in_use(host, port) for host in hosts):
             return port
     raise RuntimeError(f"no port free on all of {hosts}")
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"({path} unreadable)"
