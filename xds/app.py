@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from xds.config.model import Config
 from xds.config.secret_files import readable_secrets
 from xds.debug.server import DebugServer
+from xds.health.follower import HealthFollowers
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.publisher import Publisher
@@ -73,7 +74,10 @@ class Application:
         self.cache = Publisher()
         self.controller = Controller(config, self.cache, metrics=self.metrics)
         self.fleet: Fleet = self._fleet(workers)
-        self.debug = DebugServer(config, self.controller, self.cache, self.fleet, self.metrics)
+        # Partition state per cluster with `health:`, beside the pipeline: its own connections and
+        # intervals, its decisions in threads, so it never slows a snapshot build.
+        self.health = HealthFollowers.from_config(config, self.metrics.registry)
+        self.debug = DebugServer(config, self.controller, self.cache, self.fleet, self.metrics, self.health)
         self.sources = [source_factory(config, cluster.name) for cluster in config.kafka_clusters]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -141,6 +145,8 @@ class Application:
         self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
         for source in self.sources:
             self._tasks.append(asyncio.create_task(self._supervise(source), name=f"source:{source.cluster}"))
+        for follower in self.health:
+            self._tasks.append(asyncio.create_task(follower.run(), name=f"health:{follower.cluster}"))
         try:
             await self.fleet.start()
             await self.debug.start()

@@ -10,6 +10,7 @@ import time
 from html import escape
 from typing import Any
 
+from xds.debug.health_page import render_health
 from xds.serving.reports import LAGGING_SECONDS
 
 _STYLE = """
@@ -27,7 +28,11 @@ code{font-size:13px}.muted{color:#6b7383}ul{margin:4px 0 0 18px;padding:0}
 
 
 def render_page(
-    topology: dict[str, Any], streams: dict[str, Any], waiting: dict[str, str], versions: dict[str, str]
+    topology: dict[str, Any],
+    streams: dict[str, Any],
+    waiting: dict[str, str],
+    versions: dict[str, str],
+    health: list[dict[str, Any]] | None = None,
 ) -> str:
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -38,6 +43,7 @@ def render_page(
         _readiness(waiting, versions),
         "<h2>Kafka clusters</h2>",
         *(_cluster(name, cluster) for name, cluster in topology["clusters"].items()),
+        render_health(health or []),
         "<h2>Sidecars</h2>",
         _sidecars(streams),
         f"<p class=muted>Rendered {escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}; refreshes every 5 s. "

@@ -2,7 +2,8 @@
 
 Handlers only read immutable values (snapshots, topologies, plans) and reports the serving side
 makes of its streams, so a slow or failing request cannot touch the xDS path. Bound to loopback by
-default; with `debug.token_file`, everything but /healthz and /readyz needs the token: as
+default; with `debug.token_file`, everything but /healthz, /readyz and a broker's readiness
+(/health/clusters/{cluster}/brokers/{id}/ready, xds.debug.health_routes) needs the token: as
 `Authorization: Bearer <token>` (scheme case-insensitive), or once as `?token=` from a browser,
 which is redirected to the same address without it and holds it in an HttpOnly cookie, so the
 page's links work without the token in the page or the address bar. /readyz tells what it waits
@@ -25,9 +26,12 @@ from prometheus_client.registry import Collector
 
 from xds.config.model import Config
 from xds.debug.connections import ConnectionGuard, connection_limit
+from xds.debug.health_routes import OPEN_ROUTE, HealthRoutes
+from xds.debug.health_views import page_view
 from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_topology
 from xds.debug.token import DebugToken
+from xds.health.follower import HealthFollowers
 from xds.pipeline.controller import Controller
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import format_plan_table, plan_rows
@@ -82,8 +86,11 @@ class DebugServer:
         cache: Publisher,
         fleet: Fleet,
         metrics: Metrics,
+        health: HealthFollowers | None = None,
     ) -> None:
         self._config = config
+        names = tuple(cluster.name for cluster in config.kafka_clusters)
+        self._health = health if health is not None else HealthFollowers({}, names, names)
         self._settings = config.debug
         self._controller = controller
         self._cache = cache
@@ -106,6 +113,7 @@ class DebugServer:
         app.router.add_get("/debug/streams", self._streams)
         app.router.add_get("/debug/plan", self._plan)
         app.router.add_get("/metrics", self._scrape)
+        HealthRoutes(self._health, lambda request: request[_AUTHORIZED]).add_to(app.router)
         return app
 
     async def start(self) -> None:
@@ -151,7 +159,7 @@ class DebugServer:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         authorized = self._authorized(request)
         request[_AUTHORIZED] = authorized
-        if not authorized and request.path not in _OPEN_PATHS:
+        if not authorized and request.path not in _OPEN_PATHS and not _open_route(request):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         from_query = request.query.get("token")
         if authorized and from_query and self._token is not None:
@@ -265,8 +273,16 @@ class DebugServer:
             streams=await self._fleet.streams(StreamQuery(limit=50)),
             waiting=self.waiting(),
             versions=snapshot.versions() if snapshot else {},
+            health=[page_view(status) for status in self._health.statuses()],
         )
         return web.Response(text=html, content_type="text/html")
+
+
+def _open_route(request: web.Request) -> bool:
+    """A route a probe reaches without the token (a broker's readiness: Kubernetes' httpGet probes
+    send no bearer token); its handler says details only to a request with it."""
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical == OPEN_ROUTE
 
 
 def _stream_query(request: web.Request) -> StreamQuery:
