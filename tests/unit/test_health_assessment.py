@@ -104,3 +104,19 @@ def test_isr_at_risk_alone_is_no_anomaly_of_a_new_topic():
     after = assess(cluster([*orders(), *lagging], min_isr=1), RULES)
     assert after.report is not None and {v.rule for v in after.report.violations} == {Rule.ISR_AT_RISK}
     assert new_topic_anomalies(before.topics, after, detected_at=5.0) == ()
+
+
+def test_a_stopped_broker_is_placed_where_it_was_seen_not_unplaced():
+    state = stopped(cluster(orders(), min_isr=1), 4)  # Metadata no longer lists broker 4, nor its rack
+    unplaced = assess(state, RULES)
+    assert unplaced.report is not None and Rule.UNPLACED_REPLICA in unplaced.report.by_rule
+    remembered = assess(state, RULES, cluster(orders()).brokers.values())
+    assert remembered.report is not None and Rule.UNPLACED_REPLICA not in remembered.report.by_rule
+    assert remembered.report.matrix.cells[("k8s-2", "az-b")].replicas == 3
+    assert not remembered.readiness[4].ready  # readiness still sees it gone
+
+
+def test_a_remembered_broker_hosting_nothing_is_not_placed():
+    state = cluster(topic("t", (1, 2, 3)), brokers=(1, 2, 3), min_isr=1)
+    assessment = assess(state, RULES, cluster(orders()).brokers.values())
+    assert assessment.placement is not None and 4 not in assessment.placement.located

@@ -268,3 +268,14 @@ def test_followers_are_made_for_the_clusters_with_health_settings_only(tmp_path)
     assert [f.cluster for f in followers] == ["kafka-a"]
     assert followers.without_health == ("kafka-b",)
     assert followers.names == ("kafka-a", "kafka-b")
+
+
+async def test_a_broker_that_stopped_keeps_its_place_in_the_placement_report():
+    reader = ScriptedReader(cluster(orders()))
+    following = follower(reader)
+    await following.poll()
+    reader.then(stopped(cluster(orders()), 4))
+    await following.poll()
+    assessment = following.status().assessment
+    assert assessment is not None and assessment.placement is not None
+    assert 4 in assessment.placement.located

@@ -104,7 +104,8 @@ async def test_each_brokers_readiness_and_the_blocked_brokers_are_shown():
     assert "<span class='badge warn'>degraded</span>" in html
     assert "<span class='badge warn'>at min isr: 3</span>" in html
     assert (
-        "<tr><td>1</td><td><span class='badge bad'>not ready</span></td><td>not ready: broker 1 in sync; "
+        "<tr><td>1</td><td style='white-space:nowrap'><span class='badge bad'>not ready</span></td>"
+        "<td>not ready: broker 1 in sync; "
         "cluster: 3 at-min-ISR partitions (orders-1, orders-2, orders-3)</td></tr>"
     ) in html
     assert (

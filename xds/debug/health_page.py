@@ -146,8 +146,8 @@ def _restartable(restart: Mapping[str, Any], trusted: bool) -> str:
 
 def _brokers(brokers: Sequence[Mapping[str, Any]]) -> str:
     rows = "".join(
-        f"<tr><td>{b['broker']}</td>"
-        f"<td>{_badge('ok', 'ready') if b['ready'] else _badge('bad', 'not ready')}</td>"
+        f"<tr><td>{b['broker']}</td><td style='white-space:nowrap'>"
+        f"{_badge('ok', 'ready') if b['ready'] else _badge('bad', 'not ready')}</td>"
         f"<td>{escape(b['summary'])}</td></tr>"
         for b in brokers
     )

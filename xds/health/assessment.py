@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -29,7 +29,7 @@ from xds.health.readiness import (
     every_broker_readiness,
     restart_plan,
 )
-from xds.health.state import ClusterState, PartitionId
+from xds.health.state import BrokerState, ClusterState, PartitionId
 
 __all__ = [
     "ANOMALY_RULES",
@@ -110,8 +110,12 @@ class Assessment:
         return dataclasses.replace(self.unknown_broker, broker_id=broker_id)
 
 
-def assess(state: ClusterState, rules: HealthRules) -> Assessment:
-    """Every decision the health endpoints, metrics and page show, for one state."""
+def assess(state: ClusterState, rules: HealthRules, remembered: Iterable[BrokerState] = ()) -> Assessment:
+    """Every decision the health endpoints, metrics and page show, for one state.
+
+    `remembered`: brokers seen in earlier states. Metadata leaves out a broker that is down, rack and
+    all; placement still places such a broker where it was while replicas name it (a stopped broker
+    is not an unplaced one). Readiness never sees them: a broker that is down is not registered."""
     plan = restart_plan(state)
     readiness = every_broker_readiness(state, rules.thresholds)
     # Every broker's readiness counts the same cluster-wide classes: a broker the cluster does not
@@ -123,7 +127,11 @@ def assess(state: ClusterState, rules: HealthRules) -> Assessment:
             counts[reason.kind] = reason.count
     partitions = MappingProxyType({kind: counts[kind] for kind in PARTITION_STATES})
     in_sync = len(state.partitions) - sum(partitions.values())
-    placement = place(rules.dimensions, state.brokers.values()) if rules.dimensions else None
+    placement = None
+    if rules.dimensions is not None:
+        named = {b for partition in state.partitions for b in partition.replicas}
+        absent = [b for b in remembered if b.broker_id not in state.brokers and b.broker_id in named]
+        placement = place(rules.dimensions, [*state.brokers.values(), *absent])
     placement_report = report(state, placement, worst=rules.worst) if placement is not None else None
     cells = _cell_violations(state, placement, placement_report) if placement and placement_report else {}
     return Assessment(

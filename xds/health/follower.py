@@ -35,6 +35,7 @@ from xds.health.assessment import Anomaly, Assessment, HealthRules, assess, new_
 from xds.health.fetch import ClusterStateReader, ClusterUnreachable, FetchedState
 from xds.health.metrics import HealthMetrics
 from xds.health.readiness import Readiness
+from xds.health.state import BrokerState
 from xds.shared.log import Repeats, event
 
 __all__ = [
@@ -200,6 +201,7 @@ class HealthFollower:
         self._anomalies: deque[Anomaly] = deque(maxlen=RECENT_ANOMALIES)
         self._anomaly_count = 0
         self._poll_seconds = 0.0  # the last poll's, fetch and decisions
+        self._seen: dict[int, BrokerState] = {}  # every broker registered at some poll, as last seen
         self._failures = Repeats()
         self._warnings = Repeats(interval=_WARNINGS_SECONDS)
         if metrics is not None:
@@ -239,7 +241,9 @@ class HealthFollower:
         started = time.monotonic()
         try:
             fetched = await self._reader.fetch(self.settings.timeout_seconds)
-            assessment = await asyncio.to_thread(assess, fetched.state, self._rules)
+            assessment = await asyncio.to_thread(
+                assess, fetched.state, self._rules, tuple(self._seen.values())
+            )
         except ClusterUnreachable as err:
             self._failed(err.detail or "no server answered")
         except Exception as err:  # a bug of ours must not end the follower, nor say healthy
@@ -281,6 +285,7 @@ class HealthFollower:
         )
         self._failure = None
         state = assessment.state
+        self._seen.update(state.brokers)
         if failure is not None:
             self._failures.clear()
             event(
