@@ -19,6 +19,7 @@ from xds.pipeline.publisher import Publisher
 from xds.pipeline.snapshot import Snapshot
 from xds.process.updates import snapshot_update
 from xds.serving.access import AccessPolicy
+from xds.serving.notices import Notice
 from xds.serving.protocol import ServedSnapshot
 from xds.serving.reports import StreamQuery, merge, report
 from xds.serving.stream_metrics import StreamMetrics
@@ -40,6 +41,11 @@ class Fleet(Protocol):
         """Fetch what `collect` returns next (called right before each scrape)."""
         ...
 
+    async def notices(self) -> tuple[list[Notice], int]:
+        """The NACKs and refusals since the last call (one reader: the debug server's sampler), and
+        how many were missed (more than a serving process's ring since the last call)."""
+        ...
+
     def collect(self) -> Iterable[Metric]: ...
 
 
@@ -58,6 +64,7 @@ class LocalFleet:
         self._served: ServedSnapshot | None = None
         self._sent: Snapshot | None = None
         self._unwatch = cache.watch(self._published)
+        self._notices_seen = 0
 
     async def start(self) -> None:
         await self.ads.start()
@@ -83,6 +90,11 @@ class LocalFleet:
 
     async def refresh_metrics(self) -> None:
         return None
+
+    async def notices(self) -> tuple[list[Notice], int]:
+        batch = self.ads.notices.after(self.ads.notices.epoch, self._notices_seen)
+        self._notices_seen = batch.last
+        return list(batch.notices), batch.missed
 
     def collect(self) -> Iterable[Metric]:
         return ()  # this process's registry holds the stream metrics already

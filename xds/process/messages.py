@@ -1,9 +1,10 @@
 """Every message between the main process and a serving worker, as a named, typed value.
 
 The main process sends `Init` once, then `SnapshotUpdate`s (the whole snapshot first, then only what
-changed), `Query`s, and at the end `Stop`. A worker answers `Listening` (or `Failed`) once, `Applied`
-after each update, a `Reply` per query, and `Stopped` when its streams have ended. Messages travel as
-pickles on a private socket pair (xds.process.spawn); both ends are the same program.
+changed), `Query`s (streams, metrics, notices), and at the end `Stop`. A worker answers `Listening`
+(or `Failed`) once, `Applied` after each update, a `Reply` per query, and `Stopped` when its streams
+have ended. Messages travel as pickles on a private socket pair (xds.process.spawn); both ends are
+the same program.
 
 One diff turns a published snapshot into an update (`xds.process.updates.snapshot_update`), and
 `SnapshotUpdate.apply` turns it into the served snapshot, the same way for the main process serving
@@ -53,16 +54,19 @@ class SnapshotUpdate:
         return served.updated(self.generation, self.upserts, self.removed, self.change_seen_at)
 
 
-Question = Literal["streams", "metrics"]
+Question = Literal["streams", "metrics", "notices"]
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A question about the worker's streams (`StreamQuery`) or its metrics; answered by a `Reply`."""
+    """A question about the worker's streams (`StreamQuery`), its metrics, or its notices after a
+    cursor (`notices_epoch`, `notices_after`: xds.serving.notices); answered by a `Reply`."""
 
     request_id: int
     question: Question
     streams: StreamQuery | None = None
+    notices_epoch: int | None = None
+    notices_after: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,7 @@ MetricFamily = tuple[str, str, str, str, list[tuple[str, dict[str, str], float]]
 @dataclass(frozen=True, slots=True)
 class Reply:
     request_id: int
-    answer: Any  # a stream report (dict) or a list of MetricFamily
+    answer: Any  # a stream report (dict), a list of MetricFamily, or a NoticeBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from xds.process.messages import (
 )
 from xds.process.spawn import Spawned, frame, receive, send, spawn
 from xds.process.updates import snapshot_update
+from xds.serving.notices import Notice, NoticeBatch
 from xds.serving.reports import StreamQuery, merge
 from xds.shared.addresses import join_listen, parse_listen, reserve_port
 from xds.shared.errors import StartupError
@@ -84,6 +85,7 @@ class _Worker:
         self.failure: str | None = None
         self.served = False  # listened once: from then on, every failure to start is retried
         self.stopping = False
+        self.notices_cursor: tuple[int | None, int] = (None, 0)  # (epoch, last) of its notices read
 
     async def run(self) -> None:
         """Run the worker until told to stop: restarted with backoff whenever it exits, or when
@@ -190,7 +192,8 @@ class _Worker:
         request_id = next(self._request_ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = future
-        self.send(Query(request_id, question, streams))
+        epoch, after = self.notices_cursor
+        self.send(Query(request_id, question, streams, epoch, after))
         try:
             return await asyncio.wait_for(future, _QUERY_TIMEOUT_SECONDS)
         finally:
@@ -349,6 +352,20 @@ class WorkerFleet:
             if not isinstance(answer, BaseException)
         }
         self._families = _merge_families(per_worker)
+
+    async def notices(self) -> tuple[list[Notice], int]:
+        answers = await asyncio.gather(
+            *(worker.ask("notices") for worker in self._workers), return_exceptions=True
+        )
+        notices: list[Notice] = []
+        missed = 0
+        for worker, answer in zip(self._workers, answers, strict=True):
+            if isinstance(answer, NoticeBatch):  # a worker not answering is asked again next time
+                worker.notices_cursor = (answer.epoch, answer.last)
+                notices.extend(answer.notices)
+                missed += answer.missed
+        notices.sort(key=lambda notice: notice.at)
+        return notices, missed
 
     def collect(self) -> Iterable[Metric]:
         return list(self._families)

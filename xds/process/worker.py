@@ -118,6 +118,8 @@ def _answer(ads: AdsServer, registry: CollectorRegistry, query: Query) -> Any:
     if query.question == "streams":
         assert query.streams is not None
         return report(ads.streams.values(), ads.views, query.streams)
+    if query.question == "notices":
+        return ads.notices.after(query.notices_epoch, query.notices_after)
     families: list[MetricFamily] = [
         (
             family.name,

@@ -23,6 +23,7 @@ import grpc
 from grpc import aio
 
 from xds.serving.access import AccessPolicy, Refusal, admit, identity_of
+from xds.serving.notices import NoticeLog
 from xds.serving.stream_metrics import StreamMetrics
 from xds.shared.log import Repeats, event
 
@@ -40,8 +41,10 @@ class Admission:
         access: AccessPolicy | None,
         worker: int,
         identity_limit: int | None = None,
+        notices: NoticeLog | None = None,
     ) -> None:
         self._metrics = metrics
+        self._notices = notices if notices is not None else NoticeLog()
         self._stream_limit = stream_limit
         self.identity_limit = identity_limit  # streams of one identity on this worker; None: any
         self._identity_streams: dict[str, int] = {}  # identities with streams here -> how many
@@ -126,6 +129,8 @@ class Admission:
 
     def _refused(self, reason: str, message: str, key: str | None = None, **fields: object) -> None:
         self._metrics.streams_refused.labels(reason).inc()
+        identity, peer = fields.get("identity"), fields.get("peer")
+        self._notices.refusal(reason, identity if isinstance(identity, str) else None, str(peer or "?"))
         admitted = self._repeats.admit(f"{reason} {key}")
         if admitted is not None:
             event(log, logging.WARNING, message, reason=reason, worker=self._worker, **fields, **admitted)

@@ -31,6 +31,7 @@ from grpc import aio
 
 from xds.serving.access import AccessPolicy
 from xds.serving.admission import Admission, worker_share
+from xds.serving.notices import NoticeLog
 from xds.serving.protocol import (
     Acked,
     Delta,
@@ -133,6 +134,7 @@ class AdsServer:
         identity_limit = settings.max_streams_per_identity
         if identity_limit is not None and stream_limit is not None:
             identity_limit = worker_share(identity_limit, stream_limit, settings.max_concurrent_streams)
+        self.notices = NoticeLog()  # NACKs and refusals, for the main process's history
         self.admission = Admission(
             metrics,
             stream_limit if stream_limit is not None else settings.max_concurrent_streams,
@@ -140,6 +142,7 @@ class AdsServer:
             access,
             worker,
             identity_limit,
+            self.notices,
         )
         self._reuse_port = reuse_port
         self._nonces = Nonces()
@@ -419,6 +422,13 @@ class AdsServer:
             elif isinstance(outcome, Nacked):
                 stream.change_seen_at.pop(outcome.type_url, None)
                 self._metrics.by_type[outcome.type_url].nacks.inc()
+                self.notices.nack(
+                    stream.node_id,
+                    SHORT_TYPE_NAMES[outcome.type_url],
+                    outcome.rejected_version,
+                    outcome.kept_version,
+                    outcome.message,
+                )
                 event(
                     log,
                     logging.WARNING,
