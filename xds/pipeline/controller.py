@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from xds.config.model import Config, UpstreamTls
 from xds.pipeline.grace import GraceState
+from xds.pipeline.history import EventKind, EventLog, Severity, plan_changes, source_change
 from xds.pipeline.metrics import Metrics
 from xds.pipeline.plan import (
     BrokerStatus,
@@ -26,6 +27,7 @@ from xds.pipeline.plan import (
     PlannedBroker,
     plan_cluster,
     upstream_names,
+    waiting_plan,
 )
 from xds.pipeline.publisher import Publisher
 from xds.pipeline.resolve import HostResolver
@@ -59,6 +61,7 @@ class Controller:
         cache: Publisher,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self._config = config
         self._cache = cache
@@ -82,6 +85,7 @@ class Controller:
         self._dirty.set()
         self._change_seen_at: float | None = None  # monotonic; the oldest change not yet published
         self._metrics = metrics or Metrics()
+        self.events = events if events is not None else EventLog()
         self.last_build: BuildReport | None = None
 
     @property
@@ -91,6 +95,18 @@ class Controller:
     @property
     def plans(self) -> Mapping[str, ClusterPlan]:
         return dict(self._plans)
+
+    def current_plans(self) -> Mapping[str, ClusterPlan]:
+        """The plans being served; before the first build, the plan each cluster's known brokers
+        will get (an address is a function of the broker id; a DNS name is shown unresolved), every
+        broker WAITING, so /debug/plan and the page say where brokers will be before anything is
+        pushed."""
+        if self._plans:
+            return dict(self._plans)
+        return {
+            cluster.name: waiting_plan(cluster, self._topologies[cluster.name], self._own)
+            for cluster in self._config.kafka_clusters
+        }
 
     def waiting(self) -> dict[str, str]:
         """Clusters whose source has not completed a first sync, with why (for /readyz)."""
@@ -119,6 +135,9 @@ class Controller:
                 brokers=len(topology.brokers),
                 error=topology.error,
             )
+            change = source_change(previous, topology, self._clock())
+            if change is not None:
+                self.events.record(change[0], change[2], topology.cluster, change[1])
         # Counted while the source is in trouble (stale or unavailable), not for notices such as
         # "waiting for a first answer" or "no broker has registered yet".
         in_trouble = topology.state in (SourceState.STALE, SourceState.UNAVAILABLE)
@@ -216,6 +235,12 @@ class Controller:
                     error=error,
                     brokers_kept=len(self._built[name][0].brokers) if name in self._built else 0,
                 )
+                self.events.record(
+                    EventKind.BUILD_FAILED,
+                    f"its resources failed to build; its last good ones kept: {error}",
+                    name,
+                    Severity.ERROR,
+                )
         for name in self._failing.keys() - failed.keys():
             event(
                 log,
@@ -224,6 +249,7 @@ class Controller:
                 cluster=name,
                 brokers=len(plans[name].brokers),
             )
+            self.events.record(EventKind.BUILD_RECOVERED, "its resources build again", name)
         self._failing = dict(failed)
 
     def _report_plan_mismatches(self, plans: Mapping[str, ClusterPlan]) -> None:
@@ -248,6 +274,7 @@ class Controller:
                         advertised=str(mismatch.advertised) if mismatch.advertised else None,
                         planned=str(mismatch.planned),
                     )
+                    self.events.record(EventKind.PLAN_MISMATCH, mismatch.describe(), name, Severity.WARNING)
             live = {broker.broker_id for broker in plan.brokers if broker.status is BrokerStatus.LIVE}
             for key, mismatch in before.items():
                 if key not in now and mismatch.broker_id in live:  # not merely gone
@@ -259,6 +286,12 @@ class Controller:
                         broker=mismatch.broker_id,
                         listener=mismatch.listener,
                         planned=str(mismatch.planned),
+                    )
+                    self.events.record(
+                        EventKind.PLAN_MISMATCH_RESOLVED,
+                        f"broker {mismatch.broker_id} advertises its planned address {mismatch.planned} "
+                        f"on listener {mismatch.listener} again",
+                        name,
                     )
 
     async def rebuild(self) -> BuildReport | None:
@@ -294,6 +327,12 @@ class Controller:
             snapshot, failed = await asyncio.to_thread(self._build_snapshot, by_cluster)
         except Exception as err:  # a bug or an input we did not foresee: keep serving the last snapshot
             event(log, logging.ERROR, "snapshot build failed; keeping the last snapshot", error=repr(err))
+            self.events.record(
+                EventKind.BUILD_FAILED,
+                f"snapshot build failed; the last one kept: {err!r}",
+                None,
+                Severity.ERROR,
+            )
             self._metrics.snapshot_build_failures.inc()
             self.last_build = BuildReport(now, time.perf_counter() - started, 0, 0, False, repr(err))
             return self.last_build
@@ -305,6 +344,10 @@ class Controller:
         )
         self._report_new_plan_skips(plans)
         self._report_plan_mismatches(plans)
+        for name, plan in plans.items():
+            if name in self._plans:
+                for kind, severity, text in plan_changes(self._plans[name], plan):
+                    self.events.record(kind, text, name, severity)
         self._plans = plans
         seen_at, self._change_seen_at = self._change_seen_at, None
         published = self._cache.publish(snapshot, seen_at)
@@ -330,6 +373,13 @@ class Controller:
                 built=self.last_build.built,
                 reused=self.last_build.reused,
                 seconds=round(self.last_build.seconds, 4),
+            )
+            brokers = sum(len(plan.brokers) for plan in plans.values())
+            self.events.record(
+                EventKind.SNAPSHOT_PUBLISHED,
+                f"snapshot generation {self._cache.generation} published: {brokers} "
+                f"broker{'' if brokers == 1 else 's'}, {self.last_build.built} resources built, "
+                f"{self.last_build.reused} reused",
             )
         return self.last_build
 

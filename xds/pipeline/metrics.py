@@ -95,7 +95,7 @@ class Metrics:
             self.skipped_registrations.labels(cluster)
             self.plan_mismatches.labels(cluster)
             self.source_staleness_seconds.labels(cluster)
-            for status in BrokerStatus:
+            for status in (BrokerStatus.LIVE, BrokerStatus.IN_GRACE):  # WAITING: nothing served yet
                 self.brokers.labels(cluster, status.value)
             for state in SourceState:
                 self.source_state.labels(cluster, state.value)
@@ -103,8 +103,9 @@ class Metrics:
     def record_plans(self, plans: Iterable[ClusterPlan]) -> None:
         for plan in plans:
             live = sum(1 for broker in plan.brokers if broker.status is BrokerStatus.LIVE)
+            in_grace = sum(1 for broker in plan.brokers if broker.status is BrokerStatus.IN_GRACE)
             self.brokers.labels(plan.cluster, "live").set(live)
-            self.brokers.labels(plan.cluster, "in_grace").set(len(plan.brokers) - live)
+            self.brokers.labels(plan.cluster, "in_grace").set(in_grace)
             self.skipped_registrations.labels(plan.cluster).set(len(plan.skipped))
             self.plan_mismatches.labels(plan.cluster).set(len(plan.mismatches))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from xds.config.model import Config, KafkaCluster
@@ -24,6 +24,7 @@ from xds.shared.addresses import HostPort, is_ip, parse_listen
 class BrokerStatus(StrEnum):
     LIVE = "live"
     IN_GRACE = "in_grace"  # registration gone: no endpoint, listener kept until remove_at
+    WAITING = "waiting"  # planned, not served yet: a source has not completed its first sync
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,17 @@ def plan_cluster(
         )
     planned.sort(key=lambda broker: broker.broker_id)
     return ClusterPlan(cluster.name, loopback_ip, tuple(planned), tuple(mismatches), tuple(skipped))
+
+
+def waiting_plan(cluster: KafkaCluster, topology: Topology, own: OwnAddresses | None = None) -> ClusterPlan:
+    """The plan a cluster's known brokers will get once every source has synced, every broker
+    WAITING: before the first build, where each will be is already known (its port is a function of
+    its id); a DNS name upstream is shown as the name, not resolved yet."""
+    unresolved = {name: Resolution(name, name, None) for name in upstream_names(cluster, topology)}
+    plan = plan_cluster(cluster, topology, GraceState(cluster.removal_grace_seconds), unresolved, own)
+    return replace(
+        plan, brokers=tuple(replace(broker, status=BrokerStatus.WAITING) for broker in plan.brokers)
+    )
 
 
 def _server_name(upstream: HostPort | None) -> str | None:

@@ -152,6 +152,12 @@ def _hide_credentials(arg: Any) -> Any:
     return f"{kind.__name__}({', '.join(f'{name}={REDACTED}' for name in hidden)})"
 
 
+def without_secrets(text: str) -> str:
+    """`text` with every registered secret replaced: for text shown anywhere but a log line (the
+    status page's events), which the output filter does not see."""
+    return _redact(text)
+
+
 def _redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
