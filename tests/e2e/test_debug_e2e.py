@@ -122,6 +122,17 @@ async def test_forced_nack_shows_in_streams_metrics_and_page(tmp_path, stack, xd
     _, page = await server.get("/")
     assert "rejecting config (NACK): 1" in page
     assert "missing-ca.pem" in page
+    assert "<a href='#sidecars'>1 sidecar rejecting config (NACK)</a>" in page  # a problem at the top
+
+    async def nack_event() -> Any:
+        _, body = await server.get("/debug/events")
+        return [recorded for recorded in body["events"] if recorded["kind"] == "nack"]
+
+    # From the worker that serves the sidecar to the main process's history, sampled every 10 s.
+    (recorded,) = await eventually(nack_event, timeout=30, what="the NACK in /debug/events")
+    assert recorded["text"].startswith("1 sidecar rejected secrets version ")
+    assert "missing-ca.pem" in recorded["text"]
+    assert recorded["text"].endswith("— app-1")
 
 
 async def test_metrics_time_first_syncs_apart_from_the_convergence_of_changes(stack):

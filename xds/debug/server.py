@@ -8,7 +8,8 @@ default; with `debug.token_file`, everything but /healthz, /readyz and a broker'
 which is redirected to the same address without it and holds it in an HttpOnly cookie, so the
 page's links work without the token in the page or the address bar. /readyz tells what it waits
 for only to a request with the token. Connections are bounded (xds.debug.connections); the token
-file is followed as it changes (xds.debug.token).
+file is followed as it changes (xds.debug.token). The status page's last hour is sampled by a task
+this server owns (xds.debug.sampler), started and stopped with it.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ import hmac
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from xds import __version__
 from xds.config.model import Config
 from xds.debug.connections import ConnectionGuard, connection_limit
 from xds.debug.health_routes import OPEN_ROUTE, HealthRoutes
 from xds.debug.health_views import page_view
 from xds.debug.page import render_page
 from xds.debug.render import render_snapshot_chunks, render_topology
+from xds.debug.sampler import Sampler
+from xds.debug.sections.view import ReplicaView, SnapshotView, StatusView
 from xds.debug.token import DebugToken
 from xds.health.follower import HealthFollowers
 from xds.pipeline.controller import Controller
@@ -101,6 +106,8 @@ class DebugServer:
         self._listener: asyncio.Server | None = None
         self._guard = ConnectionGuard(self._settings.max_connections, self._settings.header_timeout_seconds)
         metrics.registry.register(_FleetCollector(fleet))
+        self._sampler = Sampler(metrics.registry, fleet, controller.events)
+        self._started_at = time.time()
         self.port: int | None = None
 
     def app(self) -> web.Application:
@@ -112,6 +119,7 @@ class DebugServer:
         app.router.add_get("/debug/topology", self._topology)
         app.router.add_get("/debug/streams", self._streams)
         app.router.add_get("/debug/plan", self._plan)
+        app.router.add_get("/debug/events", self._events)
         app.router.add_get("/metrics", self._scrape)
         HealthRoutes(self._health, lambda request: request[_AUTHORIZED]).add_to(app.router)
         return app
@@ -144,8 +152,10 @@ class DebugServer:
             address=f"{host}:{self.port}",
             max_connections=self._guard.limit,
         )
+        self._sampler.start()
 
     async def stop(self) -> None:
+        await self._sampler.stop()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
@@ -229,7 +239,9 @@ class DebugServer:
         return response
 
     async def _topology(self, request: web.Request) -> web.Response:
-        return web.json_response(render_topology(self._controller.topologies, self._controller.plans))
+        return web.json_response(
+            render_topology(self._controller.topologies, self._controller.current_plans())
+        )
 
     async def _streams(self, request: web.Request) -> web.Response:
         try:
@@ -255,7 +267,7 @@ class DebugServer:
         return web.json_response(body)
 
     async def _plan(self, request: web.Request) -> web.Response:
-        rows = plan_rows(self._controller.plans.values())
+        rows = plan_rows(self._controller.current_plans().values())
         if "text/plain" in request.headers.get("Accept", ""):
             return web.Response(text=format_plan_table(rows), content_type="text/plain")
         return web.json_response({"rows": rows})
@@ -266,13 +278,65 @@ class DebugServer:
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _page(self, request: web.Request) -> web.Response:
+    async def _events(self, request: web.Request) -> web.Response:
+        """The recent events, newest first; `?after=N` only those after sequence N (a poller's
+        cursor), `?limit=`."""
+        try:
+            after = int(request.query.get("after", "0"))
+            limit = int(request.query.get("limit", str(self._controller.events.capacity)))
+        except ValueError:
+            return web.json_response({"error": "after and limit must be whole numbers"}, status=400)
+        if after < 0 or limit < 1:
+            return web.json_response({"error": "after must be >= 0 and limit >= 1"}, status=400)
+        events = [recorded for recorded in self._controller.events.recent() if recorded.sequence > after]
+        return web.json_response(
+            {
+                "capacity": self._controller.events.capacity,
+                "events": [recorded.to_json() for recorded in events[:limit]],
+            }
+        )
+
+    async def status_view(self) -> StatusView:
+        """Everything the status page shows, as one immutable value (gathered on the loop; cheap:
+        the stream report is each serving process's own first page)."""
         snapshot = self._cache.snapshot
-        html = render_page(
-            topology=render_topology(self._controller.topologies, self._controller.plans),
+        waiting = self.waiting()
+        workers = self._config.xds.worker_count
+        tls = self._config.xds.tls
+        replica = ReplicaView(
+            host=socket.gethostname(),
+            version=__version__,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            workers=workers,
+            workers_serving=workers - sum(1 for part in waiting if part.startswith("worker ")),
+            xds_listen=self._config.xds.listen,
+            xds_security="plaintext" if tls is None else "TLS" if tls.client_ca_file is None else "mTLS",
+            debug_listen=f"{parse_listen(self._settings.listen)[0]}:{self.port}",
+        )
+        last_build = self._controller.last_build
+        return StatusView(
+            now=time.time(),
+            replica=replica,
+            waiting=waiting,
+            topology=render_topology(self._controller.topologies, self._controller.current_plans()),
             streams=await self._fleet.streams(StreamQuery(limit=50)),
-            waiting=self.waiting(),
-            versions=snapshot.versions() if snapshot else {},
+            snapshot=None
+            if snapshot is None
+            else SnapshotView.of(snapshot, self._cache.generation, self._cache.publications),
+            events=self._controller.events.recent(),
+            samples=self._sampler.samples,
+            sample_interval=self._sampler.interval,
+            event_capacity=self._controller.events.capacity,
+            build_error=last_build.error if last_build is not None else None,
+        )
+
+    async def _page(self, request: web.Request) -> web.Response:
+        # Rendered in a thread from immutable values: a page of many sidecars and events is
+        # milliseconds of string building the event loop (serving streams, with one worker) skips.
+        html = await asyncio.to_thread(
+            render_page,
+            await self.status_view(),
             health=[page_view(status) for status in self._health.statuses()],
         )
         return web.Response(text=html, content_type="text/html")
