@@ -1,8 +1,10 @@
 """Following a Kafka cluster's partition state from the running control plane: one `HealthFollower`
-per cluster with `health:` settings polls it (`ClusterStateReader`, one kept connection), decides
-everything from each answer (`assessment.assess`, in a thread: 10,000 partitions take a large
-fraction of a second) and keeps what the endpoints, metrics and page show as one immutable value,
-`ClusterHealth`: the last good assessment, and the last failure while polls fail.
+per cluster with `health:` settings polls it (`ClusterStateReader`, one kept connection, on an event
+loop of its own in a thread, `loop_thread`: decoding an answer of thousands of partitions takes
+CPU), decides everything from each answer (`assessment.assess`, in a thread too: a large fraction
+of a second for 10,000 partitions with placement) and keeps what the endpoints, metrics and page
+show as one immutable value, `ClusterHealth`: the last good assessment, and the last failure while
+polls fail. The main loop only hands the work over and takes the results.
 
     followers = HealthFollowers.from_config(config, registry)
     tasks = [asyncio.create_task(follower.run()) for follower in followers]   # the app owns them
@@ -25,7 +27,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -33,6 +34,7 @@ from xds.config.health import HealthSettings
 from xds.config.model import Config, KraftSettings
 from xds.health.assessment import Anomaly, Assessment, HealthRules, assess, new_topic_anomalies
 from xds.health.fetch import ClusterStateReader, ClusterUnreachable, FetchedState
+from xds.health.loop_thread import Reader, ThreadedReader
 from xds.health.metrics import HealthMetrics
 from xds.health.readiness import Readiness
 from xds.health.state import BrokerState
@@ -45,7 +47,6 @@ __all__ = [
     "HealthFollowers",
     "PollFailure",
     "Polled",
-    "Reader",
 ]
 
 log = logging.getLogger("kafka_xds.health")
@@ -55,14 +56,6 @@ JITTER = 0.1  # each delay is within this fraction either way
 RECENT_ANOMALIES = 50  # kept per cluster, newest first
 LOGGED_ANOMALIES = 10  # new topics logged one by one per poll; the rest in one line
 _WARNINGS_SECONDS = 3600.0  # a fetch warning that persists is written again at most this often
-
-
-class Reader(Protocol):
-    """What fetches a cluster's state: `ClusterStateReader` (a scripted one in unit tests)."""
-
-    async def fetch(self, timeout: float) -> FetchedState: ...
-
-    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +186,9 @@ class HealthFollower:
         self.cluster = cluster
         self.settings = settings
         self._rules = HealthRules.from_settings(settings)
-        self._reader: Reader = reader or ClusterStateReader(cluster, connection)
+        self._reader: Reader = reader or ThreadedReader(
+            ClusterStateReader(cluster, connection), name=f"health:{cluster}"
+        )
         self._metrics = metrics
         self._clock, self._draw = clock, draw
         self._last_good: Polled | None = None
