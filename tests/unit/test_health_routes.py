@@ -156,6 +156,19 @@ async def test_before_the_first_poll_every_broker_answers_503(served: Served):
     assert status == 503 and body["reasons"][0]["kind"] == "state-unknown"
 
 
+async def test_a_probe_may_refuse_a_state_older_than_it_asks_for(served: Served):
+    await served.poll()
+    status, body = await served.get(READY.format(1) + "?max_age_seconds=3600", token=False)
+    assert status == 200
+    status, body = await served.get(READY.format(1) + "?max_age_seconds=0.000001", token=False)
+    assert status == 503
+    assert body["reasons"][0]["kind"] == "state-too-old"
+    assert "older than the 1e-06 s asked for" in body["summary"]
+    for bad in ("0", "soon", "nan"):
+        status, body = await served.get(READY.format(1) + f"?max_age_seconds={bad}")
+        assert status == 400, bad
+
+
 async def test_a_broker_id_that_is_no_number_is_a_bad_request(served: Served):
     status, body = await served.get(READY.format("one"))
     assert status == 400 and "not a whole number" in body["error"]

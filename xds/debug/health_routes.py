@@ -2,6 +2,7 @@
 
     GET /health                                          every cluster's summary
     GET /health/clusters/{cluster}/brokers/{id}/ready    200 ready / 503 not ready, reasons as JSON
+                                                         (?max_age_seconds=: 503 from an older state)
     GET /health/clusters/{cluster}/restartable           the restart plan (503 while unreachable)
     GET /health/clusters/{cluster}/placement             the placement report (?limit= violations)
 
@@ -74,8 +75,14 @@ class HealthRoutes:
         text = request.match_info["broker_id"]
         if not text.isdigit():
             return web.json_response({"error": f"broker id {text!r} is not a whole number"}, status=400)
+        try:
+            max_age = float(request.query["max_age_seconds"]) if "max_age_seconds" in request.query else None
+        except ValueError:
+            max_age = -1.0
+        if max_age is not None and not 0 < max_age < float("inf"):
+            return web.json_response({"error": "max_age_seconds must be a number of seconds > 0"}, status=400)
         status = found.status()
-        answer = status.broker(int(text))
+        answer = status.broker(int(text), max_age)
         view = broker_view(answer, status, detailed=self._authorized(request))
         return web.json_response(view, status=200 if answer.ready else 503)
 

@@ -88,7 +88,7 @@ def broker_view(answer: BrokerAnswer, status: ClusterHealth, detailed: bool) -> 
     }
     readiness = answer.readiness
     if answer.problem is not None:
-        kind = _PROBLEM_KINDS.get(status.state, "state-unknown")
+        kind = _PROBLEM_KINDS.get(status.state, "state-too-old")  # reachable: older than asked
         view["reasons"] = [{"kind": kind, "count": 0, "text": answer.problem}]
         if detailed and answer.error:
             view["last_error"] = answer.error

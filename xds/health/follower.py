@@ -158,11 +158,17 @@ class ClusterHealth:
             return f"cluster state is {self.age_seconds:.0f} s old (polls have stopped)"
         return None
 
-    def broker(self, broker_id: int) -> BrokerAnswer:
+    def broker(self, broker_id: int, max_age_seconds: float | None = None) -> BrokerAnswer:
+        """A broker's answer; with `max_age_seconds`, not ready either when the state is older (a
+        probe that must not be answered from a poll before its broker restarted)."""
         assessment = self.assessment
         readiness = assessment.broker(broker_id) if assessment is not None else None
         error = self.failure.error if self.failure is not None else None
-        return BrokerAnswer(self.cluster, broker_id, readiness, self.problem, error)
+        problem = self.problem
+        age = self.age_seconds
+        if problem is None and max_age_seconds is not None and age is not None and age > max_age_seconds:
+            problem = f"cluster state is {age:.1f} s old, older than the {max_age_seconds:g} s asked for"
+        return BrokerAnswer(self.cluster, broker_id, readiness, problem, error)
 
 
 def _jittered(seconds: float, draw: Callable[[], float]) -> float:
