@@ -140,7 +140,7 @@ class XdsSettings(Model):
 
 class DebugSettings(Model):
     listen: ListenAddress = "127.0.0.1:19000"  # loopback by default: it shows the whole topology
-    token_file: str | None = None  # a bearer token required for everything but /healthz and /readyz
+    token_file: str | None = None  # a bearer token for all but /healthz, /readyz and a broker's /ready
     # Held-open connections cannot starve the process (see xds/debug/connections.py): at most
     # this many at once (and at most an eighth of the process's file descriptor limit), ...
     max_connections: int = Field(default=64, ge=1, le=10_000)
