@@ -1,4 +1,4 @@
-"""`kafka-xds` (and `python -m xds`): serve, check-config, bootstrap, broker-ready.
+"""`kafka-xds` (and `python -m xds`): serve, check-config, bootstrap, broker-ready, placement.
 
 Configuration and argument problems end the process with exit code 2 and one line naming the key or
 the option; no traceback.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from xds import __version__
 from xds.config.model import Config, ConfigError, KafkaCluster, StaticBroker, load_config, load_static_brokers
+from xds.health.placement_command import add_command as add_placement_command
 from xds.health.probe import add_command as add_broker_ready_command
 from xds.pipeline.plan import ClusterPlan, format_plan_table, plan_rows, rows_for_ids
 from xds.shared.log import configure
@@ -163,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     boot.set_defaults(run=_bootstrap, parser=boot)
     add_broker_ready_command(commands)  # xds/health/probe.py
+    add_placement_command(commands)  # xds/health/placement_command/
     return parser
 
 

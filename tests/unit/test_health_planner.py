@@ -289,3 +289,9 @@ def test_migration_drains_and_keeps_the_rules_per_batch(state: ClusterState, siz
         for p in done.partitions
         if p.id in {m.partition for m in result.moves}
     )
+
+
+def test_batches_by_partitions_hold_at_most_size_partitions() -> None:
+    state = cluster(*[(0, 1, 10, 11, 20, 21)] * 5)
+    batches = plan(state, placement_of(state)).batches(2, partitions=True)
+    assert [len(batch) for batch in batches] == [2, 2, 1]

@@ -14,10 +14,10 @@ to survive losing a Kubernetes cluster, in-sync replicas lagging now).
 
 Migration: `Drain` names brokers to empty (ids, a rack regex, dimension values); their replicas
 move, nothing moves onto them, and the dimension values only they carry leave the rules' domain.
-`Plan.batches` cuts the moves into reassignments of at most a given number of replica moves. Each
-partition moves straight from its current replicas to its planned ones, which keep the rules and
-its replica count, so a batch never leaves a partition worse than it was or below its RF (Kafka
-adds the new replicas before it removes the old).
+`Plan.batches` cuts the moves into reassignments of at most a given number of replica moves (or of
+partitions). Each partition moves straight from its current replicas to its planned ones, which
+keep the rules and its replica count, so a batch never leaves a partition worse than it was or
+below its RF (Kafka adds the new replicas before it removes the old).
 """
 
 from __future__ import annotations
@@ -121,20 +121,22 @@ class Plan:
         """All moves as one kafka-reassign-partitions `--reassignment-json-file` document."""
         return reassignment(self.moves, log_dirs=log_dirs)
 
-    def batches(self, size: int) -> tuple[tuple[Move, ...], ...]:
-        """The moves in order, cut into batches of at most `size` replica moves; a partition is
-        never split, so one needing more than `size` is a batch of its own."""
+    def batches(self, size: int, *, partitions: bool = False) -> tuple[tuple[Move, ...], ...]:
+        """The moves in order, cut into batches of at most `size` replica moves (`partitions`: of
+        at most `size` partitions); a partition is never split, so one needing more than `size`
+        replica moves is a batch of its own."""
         if size < 1:
             raise ValueError(f"batch size must be at least 1, not {size}")
         batches: list[tuple[Move, ...]] = []
         current: list[Move] = []
         weight = 0
         for move in self.moves:
-            if current and weight + move.replica_moves > size:
+            cost = 1 if partitions else move.replica_moves
+            if current and weight + cost > size:
                 batches.append(tuple(current))
                 current, weight = [], 0
             current.append(move)
-            weight += move.replica_moves
+            weight += cost
         if current:
             batches.append(tuple(current))
         return tuple(batches)
