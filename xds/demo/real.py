@@ -22,28 +22,24 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from xds.bootstrap import XdsClientTls
 from xds.config.model import KafkaCluster as ClusterSettings
 from xds.config.model import parse_config
 from xds.demo.brokers import make_certs
 from xds.demo.kafka import BrokerSpec, KafkaCluster
 from xds.demo.layout import CONTROLLER_HOST, MOVED_BROKER, POD_HOSTS, DemoAddresses
-from xds.demo.processes import EnvoyProcess, spawn_kafka_xds, terminate, wait_ready
-from xds.demo.zookeeper import ZooKeeperServer
-from xds.shared.addresses import parse_listen
+from xds.demo.stack import DemoStack
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 INTERNAL_PORT = 9092  # every broker's plaintext listener on its pod IP (replication, the sources)
 MESH_PORT = 9094  # every broker's mTLS listener on its pod IP: what the sidecar connects to
 TOPIC = "demo-orders"
-SIDECAR_IDENTITY = "spiffe://kafka-xds.demo/ns/demo/sa/demo-app"  # matched by config/demo.yaml's access
 _RECORDS_PER_SECOND = 20
 
 
@@ -58,8 +54,12 @@ class _Traffic:
     received_before_move: int | None = None
     consumed: asyncio.Event = field(default_factory=asyncio.Event)  # set by each record read
 
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # set: produce no more records
+
     def behind(self) -> bool:
-        return len(set(self.received)) < len(set(self.sent))
+        """Whether an acknowledged record has not been read yet (sets, not counts: a record read
+        but never acknowledged must not stand in for one that was)."""
+        return not set(self.sent) <= set(self.received)
 
 
 class RealKafkaDemo:
@@ -68,7 +68,8 @@ class RealKafkaDemo:
     def __init__(self, workdir: Path, addresses: DemoAddresses) -> None:
         self.workdir = workdir
         self.addresses = addresses
-        self.zookeeper = ZooKeeperServer(workdir / "zookeeper", host=addresses.services)
+        self.stack = DemoStack(workdir, addresses)
+        self.zookeeper = self.stack.zookeeper
         self.certs = make_certs(workdir / "certs")
         self._raw: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
         self._raw["xds"]["listen"] = f"{addresses.services}:{addresses.xds_port}"
@@ -97,12 +98,8 @@ class RealKafkaDemo:
                     "leader.imbalance.per.broker.percentage": "0",
                 },
             )
-        self.server: asyncio.subprocess.Process | None = None
-        self.envoy: EnvoyProcess | None = None
         self.status_url = f"http://{self.config.debug.listen}/"
         self.startup_seconds = 0.0
-        self._server_log: IO[bytes] | None = None
-        self._zookeeper_spawned: asyncio.Future[None] | None = None
         self._traffic = {name: _Traffic() for name in self.kafka}
         self._clients: list[AIOKafkaProducer | AIOKafkaConsumer] = []
         self._producing: list[asyncio.Task[None]] = []
@@ -120,30 +117,16 @@ class RealKafkaDemo:
         # aiokafka logs each reconnect of the reschedule at ERROR; the demo's own lines say what happens.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         started = time.monotonic()
-        xds_host, xds_port = parse_listen(self.config.xds.listen)
-        await asyncio.to_thread(self.certs.issue, "xds-server", hosts=[xds_host])
-        sidecar_cert, sidecar_key = await asyncio.to_thread(
-            self.certs.issue, "xds-client", uris=[SIDECAR_IDENTITY]
-        )
-        # Shielded, and awaited again by stop(): a Ctrl-C now must not leave a server behind unseen.
-        self._zookeeper_spawned = asyncio.ensure_future(asyncio.to_thread(self.zookeeper.spawn))
-        await asyncio.shield(self._zookeeper_spawned)
-        await asyncio.to_thread(self.zookeeper.wait_serving)
+        await self.stack.start_zookeeper()
         await asyncio.gather(*(cluster.start() for cluster in self.kafka.values()))
         self._write_config()
-        self._server_log = (self.workdir / "kafka-xds.log").open("ab")
-        self.server = await spawn_kafka_xds(self.workdir / "kafka-xds.yaml", self._server_log)
-        await wait_ready(self.status_url, self.server, self.workdir / "kafka-xds.log", timeout=60)
-        self.envoy = EnvoyProcess(
-            self.workdir,
-            "demo-app",
-            xds_port,
-            self.addresses.admin_port,
-            xds_host=xds_host,
-            admin_host=self.addresses.services,
-            xds_tls=XdsClientTls(str(self.certs.ca_file), str(sidecar_cert), str(sidecar_key)),
+        await self.stack.start_control_plane(
+            self.certs,
+            self.workdir / "kafka-xds.yaml",
+            self.config.xds.listen,
+            self.status_url,
+            ready_timeout=60,
         )
-        await self.envoy.start()
         for cluster in self.config.kafka_clusters:
             await self._start_clients(cluster)
         self._last_bytes = await self._bytes_per_listener()
@@ -235,10 +218,11 @@ class RealKafkaDemo:
 
     async def _bytes_per_listener(self) -> dict[str, int]:
         """`<cluster>.broker-<id>` -> bytes both ways through that tcp_proxy so far (Envoy's stats)."""
-        if self.envoy is None:
+        envoy = self.stack.envoy
+        if envoy is None:
             return {}
         try:
-            text = await self.envoy.get("/stats?filter=^tcp%5C..*_bytes_total$")
+            text = await envoy.get("/stats?filter=^tcp%5C..*_bytes_total$")
         except OSError:
             return {}
         counted: dict[str, int] = {}
@@ -270,11 +254,17 @@ class RealKafkaDemo:
         return "\n".join(lines)
 
     async def _drain(self, timeout: float = 15.0) -> None:
-        """Stop producing, and give the consumers until `timeout` to read what was produced."""
-        for task in self._producing:
+        """Stop producing, and give the consumers until `timeout` to read what was produced.
+
+        A producer finishes the record it is sending: cancelled mid-send, the record would be written
+        and read but never counted as acknowledged, and the accounting off by one."""
+        deadline = time.monotonic() + timeout
+        for traffic in self._traffic.values():
+            traffic.stop.set()
+        _, late = await asyncio.wait(self._producing, timeout=timeout) if self._producing else ((), ())
+        for task in late:
             task.cancel()
         await asyncio.gather(*self._producing, return_exceptions=True)
-        deadline = time.monotonic() + timeout
         for traffic in self._traffic.values():
             while (left := deadline - time.monotonic()) > 0:
                 traffic.consumed.clear()
@@ -325,17 +315,9 @@ class RealKafkaDemo:
         for client in reversed(self._clients):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.stop(), 10)
-        if self.envoy is not None:
-            await self.envoy.stop()
-        if self.server is not None:
-            await terminate(self.server)
-        if self._server_log is not None:
-            self._server_log.close()
+        await self.stack.stop_control_plane()
         await asyncio.gather(*(cluster.stop() for cluster in self.kafka.values()), return_exceptions=True)
-        if self._zookeeper_spawned is not None:
-            with contextlib.suppress(Exception):
-                await self._zookeeper_spawned
-            await asyncio.to_thread(self.zookeeper.stop)
+        await self.stack.stop_zookeeper()
 
 
 async def _create_topic(bootstrap: str, brokers: int, timeout: float = 60.0) -> None:
@@ -364,7 +346,7 @@ async def _create_topic(bootstrap: str, brokers: int, timeout: float = 60.0) -> 
 async def _produce(producer: AIOKafkaProducer, traffic: _Traffic, cluster: str) -> None:
     """Records `<cluster>-<n>`, one at a time (acks=all): a record counts once the cluster acked it."""
     interval = 1 / _RECORDS_PER_SECOND
-    while True:
+    while not traffic.stop.is_set():
         value = f"{cluster}-{len(traffic.sent)}".encode()
         try:
             await producer.send_and_wait(TOPIC, value, key=value)

@@ -12,26 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
-from xds.bootstrap import XdsClientTls
 from xds.config.model import KafkaCluster, SubjectAltName, parse_config
 from xds.demo.brokers import Certs, TlsUpstream, exchange, make_certs
 from xds.demo.layout import MOVED_BROKER, POD_HOSTS, DemoAddresses
-from xds.demo.processes import EnvoyProcess, spawn_kafka_xds, terminate, wait_ready
-from xds.demo.zookeeper import KafkaBroker, ZooKeeperServer, cluster_id_znode, write_znode
-from xds.shared.addresses import parse_listen
+from xds.demo.stack import SIDECAR_IDENTITY, DemoStack
+from xds.demo.zookeeper import KafkaBroker, cluster_id_znode, write_znode
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo-standins.yaml"
 MESH_PORT = 9094  # every broker's mTLS listener, on its pod IP (as in config/compose)
-SIDECAR_IDENTITY = "spiffe://kafka-xds.demo/ns/demo/sa/demo-app"  # matched by the demo configs' access
 
 
 class DemoBroker:
@@ -83,12 +79,9 @@ class StandInDemo:
     def __init__(self, workdir: Path, addresses: DemoAddresses) -> None:
         self.workdir = workdir
         self.addresses = addresses
-        self.zookeeper = ZooKeeperServer(workdir / "zookeeper", host=addresses.services)
+        self.stack = DemoStack(workdir, addresses)
+        self.zookeeper = self.stack.zookeeper
         self.brokers: dict[tuple[str, int], DemoBroker] = {}
-        self.server: asyncio.subprocess.Process | None = None
-        self.envoy: EnvoyProcess | None = None
-        self._server_log: IO[bytes] | None = None
-        self._zookeeper_spawned: asyncio.Future[None] | None = None
         raw = _config(addresses)
         for cluster in raw["kafka_clusters"]:
             cluster["zookeeper"]["hosts"] = self.zookeeper.hosts
@@ -112,16 +105,7 @@ class StandInDemo:
 
     async def start(self) -> None:
         certs = await asyncio.to_thread(make_certs, self.workdir / "certs")
-        xds_host, xds_port = parse_listen(self.config.xds.listen)
-        # kafka-xds's ADS certificate, and the sidecar's, whose identity the access policy matches.
-        await asyncio.to_thread(certs.issue, "xds-server", hosts=[xds_host])
-        sidecar_cert, sidecar_key = await asyncio.to_thread(
-            certs.issue, "xds-client", uris=[SIDECAR_IDENTITY]
-        )
-        # Shielded, and awaited again by stop(): a Ctrl-C now must not leave a server behind unseen.
-        self._zookeeper_spawned = asyncio.ensure_future(asyncio.to_thread(self.zookeeper.spawn))
-        await asyncio.shield(self._zookeeper_spawned)
-        await asyncio.to_thread(self.zookeeper.wait_serving)
+        await self.stack.start_zookeeper()
         for cluster in self.config.kafka_clusters:
             assert cluster.zookeeper is not None
             # Kafka's first controller writes the id; kafka-xds remembers it and shows it.
@@ -138,19 +122,7 @@ class StandInDemo:
         await asyncio.gather(
             *(broker.start(self.addresses.pod_ip(*key)) for key, broker in self.brokers.items())
         )
-        self._server_log = (self.workdir / "kafka-xds.log").open("ab")
-        self.server = await spawn_kafka_xds(self.config_path, self._server_log)
-        await wait_ready(self.status_url, self.server, self.workdir / "kafka-xds.log")
-        self.envoy = EnvoyProcess(
-            self.workdir,
-            "demo-app",
-            xds_port,
-            self.addresses.admin_port,
-            xds_host=xds_host,
-            admin_host=self.addresses.services,
-            xds_tls=XdsClientTls(str(certs.ca_file), str(sidecar_cert), str(sidecar_key)),
-        )
-        await self.envoy.start()
+        await self.stack.start_control_plane(certs, self.config_path, self.config.xds.listen, self.status_url)
         await self._wait_sidecar()
 
     async def reschedule(self) -> str:
@@ -243,17 +215,9 @@ class StandInDemo:
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        if self.envoy is not None:
-            await self.envoy.stop()
-        if self.server is not None:
-            await terminate(self.server)
-        if self._server_log is not None:
-            self._server_log.close()
+        await self.stack.stop_control_plane()
         await asyncio.gather(*(broker.stop() for broker in self.brokers.values()), return_exceptions=True)
-        if self._zookeeper_spawned is not None:
-            with contextlib.suppress(Exception):
-                await self._zookeeper_spawned
-            await asyncio.to_thread(self.zookeeper.stop)
+        await self.stack.stop_zookeeper()
 
 
 async def _ask(host: str, port: int) -> str:
